@@ -1,0 +1,87 @@
+"""Global exact dedup on normalised text; first seen wins, state lives in actors sharded by hash."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import ray
+
+from filtering.base import Filter, Verdict
+
+_NON_WORD = re.compile(r"[\W_]+", re.UNICODE)
+
+
+def normalize(text: str) -> str:
+    """Lower-cased words joined by single spaces: case, punctuation and spacing never make a sample new."""
+    return " ".join(_NON_WORD.sub(" ", text.lower()).split())
+
+
+def text_hash(texts: Sequence[str]) -> int:
+    digest = hashlib.blake2b("\x1f".join(normalize(t) for t in texts).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little")
+
+
+@ray.remote(num_cpus=0)
+class DedupShard:
+    """One shard of the set of hashes seen so far, across all workers of a run."""
+
+    def __init__(self) -> None:
+        self._seen: set[int] = set()
+
+    def check_and_add(self, hashes: list[int]) -> list[bool]:
+        """For each hash, whether it was new; every hash is recorded, so a later copy in the same call is a dup."""
+        fresh = []
+        for h in hashes:
+            fresh.append(h not in self._seen)
+            self._seen.add(h)
+        return fresh
+
+    def size(self) -> int:
+        return len(self._seen)
+
+
+def start_shards(num_shards: int) -> list[ray.actor.ActorHandle]:
+    """Start the shard actors for one dedup filter; the pipeline hands the same handles to every filter worker."""
+    if num_shards < 1:
+        raise ValueError(f"exact_dedup.num_shards must be >= 1, got {num_shards}")
+    return [DedupShard.remote() for _ in range(num_shards)]
+
+
+class ExactDedupFilter(Filter):
+    """Drops a sample whose normalised text fields equal those of a sample seen earlier anywhere in the run.
+
+    Args:
+        fields: columns whose joined normalised text is compared; defaults to the recipe's text fields.
+        num_shards: number of shard actors holding the seen hashes (set by the pipeline).
+        shards: the shard actor handles (set by the pipeline, not by config).
+    """
+
+    name = "exact_dedup"
+    stateful = True
+
+    def __init__(
+        self,
+        fields: Sequence[str] | None = None,
+        num_shards: int = 2,
+        shards: Sequence[Any] | None = None,
+    ) -> None:
+        super().__init__(fields)
+        self.num_shards = num_shards
+        self.shards = list(shards or [])
+
+    def keep_batch(self, rows: list[dict[str, Any]]) -> list[Verdict]:
+        if not self.shards:
+            raise RuntimeError("exact_dedup has no shard actors: the pipeline must call start_shards() first")
+        hashes = [text_hash([text for _, text in self.texts(row)]) for row in rows]
+        by_shard: dict[int, list[int]] = {}
+        for i, h in enumerate(hashes):
+            by_shard.setdefault(h % len(self.shards), []).append(i)
+        refs = {s: self.shards[s].check_and_add.remote([hashes[i] for i in idx]) for s, idx in by_shard.items()}
+        fresh = [True] * len(rows)
+        for s, idx in by_shard.items():
+            for i, is_new in zip(idx, ray.get(refs[s]), strict=True):
+                fresh[i] = is_new
+        return [(True, None) if f else (False, "duplicate") for f in fresh]

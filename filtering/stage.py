@@ -1,0 +1,72 @@
+"""The filter stage: applies the configured filters in order to the ``ok`` rows of each batch.
+
+A dropped row stays in the stream with ``status=rejected``, ``rejected_by`` (the step name) and ``reject_reason``,
+so the sink writes it to ``rejected/`` and nothing is lost. Later filters only see rows earlier ones kept, so a
+dedup filter placed last never records a hash for a sample that another filter dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pyarrow as pa
+
+from filtering import FILTERS, Filter
+from filtering.exact_dedup import start_shards
+
+
+def _kind(step: str, params: Mapping[str, Any]) -> str:
+    kind = params.get("kind", step)
+    if kind not in FILTERS:
+        raise ValueError(f"filters.{step}: unknown filter {kind!r}; valid choices: {sorted(FILTERS)}")
+    return kind
+
+
+def build_filters(steps: Mapping[str, Mapping[str, Any] | None], text_fields: Sequence[str],
+                  shards: Mapping[str, list] | None = None) -> list[tuple[str, Filter]]:
+    """(step name, filter) pairs in config order; ``shards`` carries the actor handles of stateful steps."""
+    built = []
+    for step, params in steps.items():
+        params = dict(params or {})
+        cls = FILTERS[_kind(step, params)]
+        params.pop("kind", None)
+        if getattr(cls, "stateful", False):
+            params["shards"] = (shards or {}).get(step)
+        try:
+            filt = cls(**params)
+        except TypeError as exc:
+            raise ValueError(f"filters.{step}: bad parameters for {cls.name!r}: {exc}") from exc
+        filt.bind_fields(text_fields)
+        built.append((step, filt))
+    return built
+
+
+def start_filter_state(steps: Mapping[str, Mapping[str, Any] | None]) -> dict[str, list]:
+    """Start the shard actors of every stateful step (global across all filter workers of the run)."""
+    return {step: start_shards(int((params or {}).get("num_shards", 2)))
+            for step, params in steps.items()
+            if getattr(FILTERS[_kind(step, params or {})], "stateful", False)}
+
+
+class FilterActor:
+    """Ray Data UDF applying the filter steps; stateless steps run here, stateful ones call their shard actors."""
+
+    def __init__(self, *, steps: Mapping[str, Any], text_fields: Sequence[str], shards: Mapping[str, list]) -> None:
+        self.filters = build_filters(steps, text_fields, shards)
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        rows = batch.to_pylist()
+        pending = [i for i, row in enumerate(rows) if row["status"] == "ok"]
+        for step, filt in self.filters:
+            if not pending:
+                break
+            verdicts = filt.keep_batch([rows[i] for i in pending])
+            kept = []
+            for i, (keep, reason) in zip(pending, verdicts, strict=True):
+                if keep:
+                    kept.append(i)
+                else:
+                    rows[i].update(status="rejected", rejected_by=step, reject_reason=reason)
+            pending = kept
+        return pa.Table.from_pylist(rows, schema=batch.schema)

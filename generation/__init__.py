@@ -1,0 +1,1 @@
+"""Engines, model resolution, the generation actor and recipes."""

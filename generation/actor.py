@@ -1,0 +1,78 @@
+"""The generation stage: a Ray Data actor owning one engine, running the recipe for every seed of a batch.
+
+Ray Data runs ``__call__`` as a coroutine, several batches at a time per actor, so every seed of every in-flight
+batch has its engine calls queued at once and the engine's continuous batching stays full. Errors are rows:
+a bad seed, a failed call or an unparsable output becomes an ``error`` row; the batch always completes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import random
+from typing import Any
+
+import pyarrow as pa
+
+from generation.engine import build_engine
+from generation.recipes import Sample, build_recipe
+
+
+def sample_id(run_name: str, seed_id: str, index: int) -> str:
+    """Deterministic row id: the same run, seed and sample index always give the same id."""
+    return hashlib.sha256(f"{run_name}\x00{seed_id}\x00{index}".encode()).hexdigest()[:24]
+
+
+class GenerateActor:
+    """Args:
+        model: the ``model`` config (engine, weights, sampling).
+        recipe: the ``recipe`` config (``name`` plus the recipe's parameters).
+        run_name: part of every row id.
+        run_seed: seeds the engine and each seed's private random generator.
+        schema: the output row schema every batch is cast to.
+    """
+
+    def __init__(self, *, model: dict[str, Any], recipe: dict[str, Any], run_name: str, run_seed: int,
+                 schema: pa.Schema) -> None:
+        self.recipe = build_recipe(recipe)
+        self.engine = build_engine(model, seed=run_seed)
+        self.model_name = model["name"]
+        self.run_name, self.run_seed, self.schema = run_name, run_seed, schema
+
+    async def __call__(self, batch: pa.Table) -> pa.Table:
+        per_seed = await asyncio.gather(*(self.run_seed_row(row) for row in batch.to_pylist()))
+        return pa.Table.from_pylist([row for rows in per_seed for row in rows], schema=self.schema)
+
+    def _row(self, seed_id: str, index: int, **fields: Any) -> dict[str, Any]:
+        return {"id": sample_id(self.run_name, seed_id, index), "seed_id": seed_id, "sample_index": index,
+                "recipe": self.recipe.name, "model": self.model_name, **fields}
+
+    def _error(self, seed_id: str, index: int, stage: str, error: str, seed_json: str, **extra: Any) -> dict:
+        return self._row(seed_id, index, status="error", stage=stage, error=error, seed=seed_json, **extra)
+
+    async def run_seed_row(self, row: dict[str, Any]) -> list[dict[str, Any]]:
+        seed_id, seed_json = row["seed_id"], row["seed"]
+        try:
+            seed = json.loads(seed_json)
+        except ValueError as exc:
+            return [self._error(seed_id, 0, "input", f"seed is not valid JSON: {exc}", seed_json)]
+        missing = [f for f in self.recipe.required_fields if not isinstance(seed.get(f), str) or not seed[f].strip()]
+        if missing:
+            return [self._error(seed_id, 0, "input",
+                                f"seed lacks required text field(s) {missing} for recipe {self.recipe.name!r}",
+                                seed_json)]
+        rng = random.Random(f"{self.run_seed}\x00{seed_id}")
+        try:
+            samples = await self.recipe.run(seed, self.engine, rng)
+        except Exception as exc:  # a recipe bug on one seed must not lose the other seeds of the batch
+            return [self._error(seed_id, 0, "recipe", f"{type(exc).__name__}: {exc}", seed_json)]
+        if not samples:
+            return [self._error(seed_id, 0, "recipe", "recipe produced no samples", seed_json)]
+        return [self._sample_row(seed_id, i, s, seed_json) for i, s in enumerate(samples)]
+
+    def _sample_row(self, seed_id: str, index: int, sample: Sample, seed_json: str) -> dict[str, Any]:
+        tokens = {"prompt_tokens": sample.prompt_tokens, "completion_tokens": sample.completion_tokens}
+        if sample.error is not None:
+            return self._error(seed_id, index, sample.stage, sample.error, seed_json, **sample.fields, **tokens)
+        return self._row(seed_id, index, status="ok", **sample.fields, **tokens)

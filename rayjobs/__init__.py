@@ -1,0 +1,1 @@
+"""Hydra entrypoints, pipeline assembly, sources, sinks and the run report."""

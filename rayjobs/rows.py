@@ -1,0 +1,34 @@
+"""The row schema that flows through the pipeline, and which columns each output directory keeps."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+SEED_SCHEMA = pa.schema([("seed_id", pa.string()), ("seed", pa.string())])
+
+LINEAGE = [("id", pa.string()), ("seed_id", pa.string()), ("sample_index", pa.int32()), ("recipe", pa.string()),
+           ("model", pa.string())]
+TOKENS = [("prompt_tokens", pa.int64()), ("completion_tokens", pa.int64())]
+# `status` routes a row to data/ (ok), rejected/ or errors/; it is never written, the directory says it.
+STATUS = [("status", pa.string())]
+ERROR = [("stage", pa.string()), ("error", pa.string()), ("seed", pa.string())]
+REJECT = [("rejected_by", pa.string()), ("reject_reason", pa.string())]
+
+KINDS = {"ok": "data", "rejected": "rejected", "error": "errors"}
+_DROPPED = {
+    "data": {"status", *(n for n, _ in ERROR), *(n for n, _ in REJECT)},
+    "rejected": {"status", *(n for n, _ in ERROR)},
+    "errors": {"status", *(n for n, _ in REJECT)},
+}
+
+
+def row_schema(recipe_columns: dict[str, pa.DataType]) -> pa.Schema:
+    clash = sorted(set(recipe_columns) & {n for n, _ in LINEAGE + TOKENS + STATUS + ERROR + REJECT})
+    if clash:
+        raise ValueError(f"recipe columns {clash} clash with synthray's own columns")
+    return pa.schema(LINEAGE + list(recipe_columns.items()) + TOKENS + STATUS + ERROR + REJECT)
+
+
+def columns_for(kind: str, schema: pa.Schema) -> list[str]:
+    """Columns written under ``kind`` (data, rejected or errors), in schema order."""
+    return [name for name in schema.names if name not in _DROPPED[kind]]

@@ -1,0 +1,65 @@
+"""Run counters the driver builds from the writer's manifest rows as they stream in."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+
+@dataclass
+class RunStats:
+    started: float = field(default_factory=time.time)
+    finished: float | None = None
+    rows: Counter = field(default_factory=Counter)  # data / rejected / errors
+    rejected_by: Counter = field(default_factory=Counter)
+    errors_by_stage: Counter = field(default_factory=Counter)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    seeds: set[str] = field(default_factory=set)
+    shards: int = 0
+    # (seconds since start, cumulative completion tokens, cumulative rows): the throughput curve of the report.
+    timeline: list[tuple[float, int, int]] = field(default_factory=list)
+
+    def add_manifest(self, manifest: pa.Table) -> None:
+        for entry in manifest.to_pylist():
+            kind = entry["kind"]
+            self.rows[kind] += entry["rows"]
+            self.shards += 1
+            self.prompt_tokens += entry["prompt_tokens"]
+            self.completion_tokens += entry["completion_tokens"]
+            self.seeds.update(entry["seed_ids"])
+            counter = {"rejected": self.rejected_by, "errors": self.errors_by_stage}.get(kind)
+            if counter is not None:
+                counter.update(json.loads(entry["reasons"]))
+        self.timeline.append((time.time() - self.started, self.completion_tokens, sum(self.rows.values())))
+
+    def finish(self) -> None:
+        self.finished = time.time()
+
+    @property
+    def wall_s(self) -> float:
+        return (self.finished or time.time()) - self.started
+
+    @property
+    def generated(self) -> int:
+        """Samples the recipe produced (kept or rejected by a filter); errors are not samples."""
+        return self.rows["data"] + self.rows["rejected"]
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.completion_tokens / self.wall_s if self.wall_s > 0 else 0.0
+
+    def to_dict(self, seeds_read: int) -> dict[str, Any]:
+        return {
+            "seeds_read": seeds_read, "seeds_accounted": len(self.seeds), "generated": self.generated,
+            "kept": self.rows["data"], "rejected": self.rows["rejected"], "errors": self.rows["errors"],
+            "rejected_by": dict(self.rejected_by), "errors_by_stage": dict(self.errors_by_stage),
+            "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
+            "wall_s": round(self.wall_s, 3), "completion_tokens_per_s": round(self.tokens_per_s, 2),
+            "shards": self.shards, "timeline": [[round(t, 2), tok, rows] for t, tok, rows in self.timeline],
+        }

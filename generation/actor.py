@@ -40,6 +40,12 @@ class GenerateActor:
         self.model_name = model["name"]
         self.run_name, self.run_seed, self.schema = run_name, run_seed, schema
 
+    def __del__(self) -> None:
+        # Ray Data drops the UDF at graceful pool shutdown; stopping the engine here avoids a dead-engine error.
+        engine = getattr(self, "engine", None)
+        if engine is not None:
+            engine.shutdown()
+
     async def __call__(self, batch: pa.Table) -> pa.Table:
         per_seed = await asyncio.gather(*(self.run_seed_row(row) for row in batch.to_pylist()))
         return pa.Table.from_pylist([row for rows in per_seed for row in rows], schema=self.schema)

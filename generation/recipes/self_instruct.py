@@ -21,12 +21,16 @@ from generation.seeds import builtin_seed_tasks
 _PREFIX = re.compile(r"^\s*(?:(?:new\s+)?(?:task|instruction)\s*\d*\s*[:.\-)]|\d+\s*[.):\-]|[-*•])\s*", re.IGNORECASE)
 
 def parse_instruction(text: str, min_words: int = 3) -> str | None:
-    """The first non-empty line with list numbering, a "Task:" label and wrapping quotes removed; None if unusable."""
-    for line in text.strip().splitlines():
-        line = _PREFIX.sub("", line).strip().strip("\"'`*").strip()
-        if line:
-            return line if len(line.split()) >= min_words else None
+    """The task in a model reply: the first line that is not a lead-in ("Here's a new task:"), with list
+    numbering, a "Task:" label and wrapping quotes removed; None when no line has ``min_words`` words."""
+    lines = [_PREFIX.sub("", line).strip().strip("\"'`*").strip() for line in text.strip().splitlines()]
+    lines = [line for line in lines if line]
+    for i, line in enumerate(lines):
+        if line.endswith(":") and i + 1 < len(lines):
+            continue  # a lead-in; the task follows on the next line
+        return line if len(line.split()) >= min_words else None
     return None
+
 
 def format_task(task: dict[str, Any]) -> str:
     text = str(task.get("instruction", "")).strip()

@@ -1,0 +1,56 @@
+"""Shared fixtures: one local Ray per test session, composed configs, a real SeaweedFS S3 server on demand."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import ray
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+REPO = Path(__file__).resolve().parents[1]
+CONF = str(REPO / "conf")
+
+
+def make_config(overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+    """The resolved config the CLI would build from ``overrides``."""
+    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+        cfg = compose(config_name="config", overrides=list(overrides))
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """One in-process Ray for all tests that run pipelines, sized like the local cluster config."""
+    os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
+    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture()
+def dry_config(tmp_path):
+    """A fast config: dry-run engine, built-in seeds, local sink under tmp_path."""
+
+    def build(*overrides: str) -> dict[str, Any]:
+        return make_config(["model=dry_run", f"sink.uri={tmp_path / 'out'}", "cluster.progress_bars=false",
+                            *overrides])
+
+    return build
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint(tmp_path_factory):
+    """A real S3 server for the session; credentials are set in the environment the way users set them."""
+    from tests.s3server import ACCESS_KEY, SECRET_KEY, seaweedfs
+
+    with seaweedfs(tmp_path_factory.mktemp("s3")) as endpoint:
+        mp = pytest.MonkeyPatch()
+        mp.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+        mp.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+        mp.setenv("AWS_ENDPOINT_URL", endpoint)
+        yield endpoint
+        mp.undo()

@@ -1,0 +1,84 @@
+"""Every config option composes, and bad overrides fail fast naming the valid choices."""
+
+from __future__ import annotations
+
+import itertools
+import subprocess
+import sys
+import time
+
+import pytest
+
+from filtering.stage import build_filters
+from generation.recipes import build_recipe
+from rayjobs.pipeline import engine_gpus
+from rayjobs.rows import row_schema
+from tests.conftest import CONF, REPO, make_config
+
+
+def _options(group: str) -> list[str]:
+    from pathlib import Path
+
+    return sorted(p.stem for p in (Path(CONF) / group).glob("*.yaml"))
+
+
+@pytest.mark.parametrize("model,recipe,filters", itertools.product(
+    _options("model"), _options("recipe"), _options("filters")))
+def test_every_combination_composes_and_builds(model, recipe, filters):
+    cfg = make_config([f"model={model}", f"recipe={recipe}", f"filters={filters}"])
+    built = build_recipe(cfg["recipe"])
+    row_schema(built.columns)
+    build_filters(cfg["filters"] or {}, built.text_fields)
+    assert engine_gpus(cfg["model"]) >= 0
+
+
+@pytest.mark.parametrize("group", ["source", "sink", "cluster"])
+def test_every_option_of_other_groups_composes(group):
+    for option in _options(group):
+        cfg = make_config([f"{group}={option}", "source.uri=x.jsonl"] if group == "source" else [f"{group}={option}"])
+        assert cfg[group]
+
+
+def test_defaults_are_the_documented_ones():
+    cfg = make_config()
+    assert cfg["model"]["name"] == "SmolLM2-135M-Instruct"
+    assert cfg["recipe"]["name"] == "self_instruct"
+    assert cfg["source"]["kind"] == "builtin"
+    assert cfg["sink"]["uri"] == "outputs/synthray-demo"
+    assert cfg["cluster"]["mode"] == "local"
+    assert list(cfg["filters"]) == ["length", "refusal", "exact_dedup"]
+
+
+def test_gpu_models_ask_for_tensor_parallel_gpus():
+    assert engine_gpus(make_config(["model=llama31_70b_tp4"])["model"]) == 4
+    assert engine_gpus(make_config(["model=qwen3_8b"])["model"]) == 1
+    assert engine_gpus(make_config(["model=smollm2_cpu"])["model"]) == 0
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "rayjobs.generate", *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+
+
+@pytest.mark.parametrize("override,choice", [("recipe=nope", "self_instruct"), ("model=nope", "smollm2_cpu"),
+                                             ("filters=nope", "default"), ("sink=nope", "local")])
+def test_bad_group_option_fails_fast_listing_choices(override, choice):
+    started = time.time()
+    result = _cli(override)
+    assert result.returncode != 0
+    assert "nope" in result.stderr and choice in result.stderr, result.stderr
+    assert time.time() - started < 60  # no Ray, no engine: composition fails before anything starts
+
+
+def test_unknown_key_fails_naming_it():
+    result = _cli("run.nmae=x")
+    assert result.returncode != 0 and "nmae" in result.stderr
+
+
+def test_bad_filter_and_recipe_values_fail_with_choices(tmp_path):
+    result = _cli("model=dry_run", "+filters.nope={}", f"sink.uri={tmp_path}")
+    assert result.returncode == 2 and "unknown filter 'nope'" in result.stderr and "exact_dedup" in result.stderr
+    result = _cli("model=dry_run", "recipe.num_examples=0", f"sink.uri={tmp_path}")
+    assert result.returncode == 2 and "recipe.num_examples" in result.stderr
+    result = _cli("model=dry_run", "model.sampling.temprature=1", f"sink.uri={tmp_path}")
+    assert result.returncode != 0 and "temprature" in result.stderr and "temperature" in result.stderr

@@ -1,0 +1,73 @@
+"""Filters decide with reasons; the stage applies them in order; exact dedup is global across workers."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pytest
+
+from filtering.exact_dedup import ExactDedupFilter, normalize, start_shards
+from filtering.length import LengthFilter
+from filtering.refusal import RefusalFilter
+from filtering.stage import FilterActor, build_filters, start_filter_state
+from rayjobs.rows import row_schema
+
+
+def _row(instruction: str, response: str, status: str = "ok") -> dict:
+    return {"id": instruction + response, "seed_id": "s", "instruction": instruction, "response": response,
+            "status": status}
+
+
+def test_length_bounds_name_field_and_direction():
+    f = LengthFilter(min_chars=5, max_chars=20, min_words=2, fields=["response"])
+    assert f.keep_batch([_row("x", "long enough text")]) == [(True, None)]
+    assert f.keep_batch([_row("x", "abc")]) == [(False, "too_few_chars:response")]
+    assert f.keep_batch([_row("x", "a" * 30)]) == [(False, "too_many_chars:response")]
+    assert f.keep_batch([_row("x", "oneword!!")]) == [(False, "too_few_words:response")]
+
+
+def test_refusal_phrases_are_case_and_space_insensitive_and_configurable():
+    f = RefusalFilter()
+    f.bind_fields(["instruction", "response"])
+    assert f.keep_batch([_row("Tell me", "As an   AI language model, I can't")])[0] == (False, "phrase:as an ai")
+    assert f.keep_batch([_row("Tell me", "Paris is the capital.")])[0] == (True, None)
+    custom = RefusalFilter(phrases=["banana"], fields=["response"])
+    assert custom.keep_batch([_row("x", "As an AI, no")])[0][0] is True
+    assert custom.keep_batch([_row("x", "BANANA split")])[0] == (False, "phrase:banana")
+
+
+def test_normalize_ignores_case_punctuation_and_spacing():
+    assert normalize("Hello,   World!") == normalize("hello world") == "hello world"
+
+
+def test_exact_dedup_is_global_across_filter_instances(ray_session):
+    shards = start_shards(3)
+    a, b = ExactDedupFilter(fields=["instruction"], shards=shards), ExactDedupFilter(fields=["instruction"],
+                                                                                     shards=shards)
+    first = a.keep_batch([_row("Write a poem.", "r1"), _row("write a POEM", "r2"), _row("Other task", "r3")])
+    assert first == [(True, None), (False, "duplicate"), (True, None)]
+    # A second worker holding the same shard handles sees what the first one kept.
+    assert b.keep_batch([_row("Write a poem!", "r4"), _row("New one", "r5")]) == [(False, "duplicate"), (True, None)]
+
+
+def test_filter_stage_applies_steps_in_order_and_records_rejects(ray_session):
+    steps = {"length": {"min_chars": 5, "fields": ["response"]}, "refusal": {}, "exact_dedup": {}}
+    schema = row_schema({"instruction": pa.string(), "response": pa.string()})
+    rows = [_row("Task one here", "a fine answer"), _row("Task two here", "no"),
+            _row("Task three", "As an AI I refuse"), _row("task ONE here", "another fine answer"),
+            {**_row("bad seed", ""), "status": "error", "stage": "input", "error": "x"}]
+    actor = FilterActor(steps=steps, text_fields=["instruction", "response"], shards=start_filter_state(steps))
+    out = actor(pa.Table.from_pylist(rows, schema=schema)).to_pylist()
+    assert [r["status"] for r in out] == ["ok", "rejected", "rejected", "ok", "error"]
+    assert (out[1]["rejected_by"], out[1]["reject_reason"]) == ("length", "too_few_chars:response")
+    assert out[2]["rejected_by"] == "refusal"
+    # Dedup reads instruction+response by default, so same instruction with another answer is kept.
+    assert out[4]["rejected_by"] is None
+
+
+def test_unknown_filter_and_bad_params_name_the_step():
+    with pytest.raises(ValueError, match=r"filters.nope: unknown filter 'nope'; valid choices: \["):
+        build_filters({"nope": {}}, ["response"])
+    with pytest.raises(ValueError, match="filters.length: bad parameters"):
+        build_filters({"length": {"min_char": 3}}, ["response"])
+    [(step, f)] = build_filters({"short": {"kind": "length", "min_chars": 3}}, ["response"])
+    assert step == "short" and isinstance(f, LengthFilter) and f.fields == ["response"]

@@ -1,0 +1,97 @@
+"""The whole pipeline on the dry-run engine: layout, schema, accounting, errors as rows, overwrite guard."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow.parquet as pq
+import pytest
+
+from rayjobs.pipeline import run
+from rayjobs.sink import Sink
+
+
+def _read(uri: str, kind: str):
+    sink = Sink(uri)
+    return sink.read_kind(kind)
+
+
+def test_dry_run_writes_the_documented_layout(ray_session, dry_config):
+    config = dry_config("source.limit=10", "recipe.samples_per_seed=3")
+    result = run(config)
+    uri = config["sink"]["uri"]
+    sink = Sink(uri)
+    for name in ("run.json", "report.html", "README.md", "_SUCCESS"):
+        assert sink.exists(name), name
+    data = _read(uri, "data")
+    assert {"id", "seed_id", "sample_index", "recipe", "model", "instruction", "response", "context_ids",
+            "prompt_tokens", "completion_tokens"} <= set(data.column_names)
+    assert "status" not in data.column_names and "error" not in data.column_names
+    ids = data["id"].to_pylist()
+    assert len(ids) == len(set(ids)) == 30
+    assert set(data["seed_id"].to_pylist()) == {f"seed-{i:03d}" for i in range(1, 11)}
+    record = json.loads(sink.read_text("run.json"))
+    assert record["summary"]["kept"] == 30 and record["summary"]["seeds_read"] == 10
+    assert record["versions"]["ray"] and result.summary["completion_tokens"] > 0
+
+
+def test_ids_are_deterministic_across_runs(ray_session, dry_config):
+    first = run(dry_config("source.limit=4"))
+    ids_first = sorted(_read(first.sink.uri, "data")["id"].to_pylist())
+    second = run(dry_config("source.limit=4", "run.overwrite=true"))
+    assert sorted(_read(second.sink.uri, "data")["id"].to_pylist()) == ids_first
+
+
+def test_finished_run_is_not_overwritten_by_default(ray_session, dry_config):
+    run(dry_config("source.limit=2"))
+    with pytest.raises(FileExistsError, match="run.overwrite=true"):
+        run(dry_config("source.limit=2"))
+
+
+def test_bad_rows_go_to_errors_and_every_seed_is_accounted(ray_session, dry_config, tmp_path):
+    seeds = tmp_path / "seeds.jsonl"
+    seeds.write_text("\n".join([
+        json.dumps({"id": "good", "instruction": "Write a limerick about cats."}),
+        json.dumps({"id": "no-instruction", "input": "x"}),
+        json.dumps({"id": "wrong-type", "instruction": 42}),
+        '{"id": "truncated", "instr',
+        json.dumps({"id": "dup-text", "instruction": "Write a limerick about cats."}),
+    ]) + "\n")
+    config = dry_config("source=jsonl", f"source.uri={seeds}", "recipe.samples_per_seed=1")
+    result = run(config)
+    errors = _read(config["sink"]["uri"], "errors").to_pylist()
+    by_seed = {e["seed_id"]: e for e in errors}
+    assert set(by_seed) == {"no-instruction", "wrong-type", "seeds.jsonl:4"}
+    assert all(e["stage"] == "input" and e["error"] and e["seed"] for e in errors)
+    assert "required text field" in by_seed["no-instruction"]["error"]
+    assert result.summary["seeds_accounted"] == 5
+    data = _read(config["sink"]["uri"], "data")
+    rejected = _read(config["sink"]["uri"], "rejected")
+    seen = set(data["seed_id"].to_pylist()) | set(by_seed) | set(rejected["seed_id"].to_pylist() if rejected else [])
+    assert seen == {"good", "no-instruction", "wrong-type", "seeds.jsonl:4", "dup-text"}
+
+
+def test_rejected_rows_carry_filter_and_reason(ray_session, dry_config):
+    config = dry_config("source.limit=6", "filters.length.min_words=1000")
+    result = run(config)
+    rejected = _read(config["sink"]["uri"], "rejected")
+    assert result.summary["kept"] == 0 and rejected.num_rows == result.summary["generated"] > 0
+    assert set(rejected["rejected_by"].to_pylist()) == {"length"}
+    assert all(r.startswith("too_few_words:") for r in rejected["reject_reason"].to_pylist())
+    assert "error" not in rejected.column_names
+    shard = Sink(config["sink"]["uri"]).shards("rejected")[0]
+    assert pq.read_metadata(shard).num_rows > 0
+    html = Sink(config["sink"]["uri"]).read_text("report.html")
+    assert "dropped by length" in html and "Funnel" in html
+
+
+def test_secrets_never_reach_run_json(ray_session, dry_config, monkeypatch):
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "sup3r-s3cret-value")
+    config = dry_config("source.limit=1")
+    config["sink"]["aws_secret"] = "another-secret-1234"  # masked by its key name
+    config["sink"]["note"] = "token sup3r-s3cret-value"  # scrubbed because it is an env secret's value
+    run(config)
+    sink = Sink(config["sink"]["uri"])
+    for name in ("run.json", "report.html", "README.md"):
+        text = sink.read_text(name)
+        assert "sup3r-s3cret-value" not in text and "another-secret-1234" not in text

@@ -1,0 +1,72 @@
+"""Seed sources: stable ids, limits, globs, broken lines kept for errors/, clear whole-file errors."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from rayjobs.sources import iter_seeds, seed_tables
+
+
+def _write_jsonl(path, rows):
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
+
+
+def test_builtin_source_uses_task_ids_and_limit():
+    seeds = list(iter_seeds({"kind": "builtin", "limit": 5}))
+    assert [s for s, _ in seeds] == ["seed-001", "seed-002", "seed-003", "seed-004", "seed-005"]
+    assert json.loads(seeds[0][1])["instruction"]
+
+
+def test_jsonl_ids_from_column_or_file_and_line(tmp_path):
+    _write_jsonl(tmp_path / "a.jsonl", [{"id": "k1", "instruction": "x"}, {"instruction": "y"}])
+    seeds = dict(iter_seeds({"kind": "jsonl", "uri": str(tmp_path / "a.jsonl")}))
+    assert set(seeds) == {"k1", "a.jsonl:2"}
+    # Stable across reruns.
+    assert dict(iter_seeds({"kind": "jsonl", "uri": str(tmp_path / "a.jsonl")})) == seeds
+
+
+def test_directory_and_glob_skip_bookkeeping_files(tmp_path):
+    _write_jsonl(tmp_path / "b.jsonl", [{"instruction": "b"}])
+    _write_jsonl(tmp_path / "a.jsonl", [{"instruction": "a"}])
+    (tmp_path / "_SUCCESS").write_text("")
+    (tmp_path / ".a.jsonl.crc").write_text("junk")
+    by_dir = [s for s, _ in iter_seeds({"kind": "jsonl", "uri": str(tmp_path)})]
+    by_glob = [s for s, _ in iter_seeds({"kind": "jsonl", "uri": str(tmp_path / "*.jsonl")})]
+    assert by_dir == by_glob == ["a.jsonl:1", "b.jsonl:1"]
+
+
+def test_broken_json_line_travels_raw_for_an_error_row(tmp_path):
+    _write_jsonl(tmp_path / "s.jsonl", [{"instruction": "ok"}, '{"instruction": "trunc', "[1, 2]"])
+    seeds = list(iter_seeds({"kind": "jsonl", "uri": str(tmp_path / "s.jsonl")}))
+    assert seeds[1] == ("s.jsonl:2", '{"instruction": "trunc')
+    assert seeds[2] == ("s.jsonl:3", "[1, 2]")
+
+
+def test_parquet_source_and_column_mapping(tmp_path):
+    pq.write_table(pa.table({"prompt": ["p1", "p2"], "n": [1, 2]}), tmp_path / "s.parquet")
+    seeds = list(iter_seeds({"kind": "parquet", "uri": str(tmp_path / "s.parquet"),
+                             "columns": {"prompt": "instruction"}}))
+    assert [json.loads(s)["instruction"] for _, s in seeds] == ["p1", "p2"]
+
+
+def test_whole_file_problems_name_the_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        list(iter_seeds({"kind": "jsonl", "uri": str(tmp_path / "missing.jsonl")}))
+    (tmp_path / "bad.parquet").write_bytes(b"not parquet at all")
+    with pytest.raises(ValueError, match="bad.parquet: not a readable Parquet file"):
+        list(iter_seeds({"kind": "parquet", "uri": str(tmp_path / "bad.parquet")}))
+    (tmp_path / "latin.jsonl").write_bytes(b'{"instruction": "caf\xe9"}\n')
+    with pytest.raises(ValueError, match="latin.jsonl: line 1 is not UTF-8"):
+        list(iter_seeds({"kind": "jsonl", "uri": str(tmp_path / "latin.jsonl")}))
+    with pytest.raises(ValueError, match="unknown source.kind 'csv'"):
+        list(iter_seeds({"kind": "csv", "uri": "x"}))
+
+
+def test_duplicate_seed_ids_are_refused(tmp_path):
+    _write_jsonl(tmp_path / "d.jsonl", [{"id": 1, "instruction": "a"}, {"id": 1, "instruction": "b"}])
+    with pytest.raises(ValueError, match="seed id '1' appears more than once"):
+        seed_tables({"kind": "jsonl", "uri": str(tmp_path / "d.jsonl")})

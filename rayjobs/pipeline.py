@@ -20,6 +20,7 @@ from ray.data import ActorPoolStrategy
 
 from filtering.stage import FilterActor, build_filters, start_filter_state
 from generation.actor import GenerateActor
+from generation.engine import check_sampling
 from generation.recipes import build_recipe
 from rayjobs.redact import redact
 from rayjobs.report import render_card, render_report
@@ -41,11 +42,21 @@ class RunResult:
     summary: dict[str, Any]
 
 
+# Credentials the driver's environment holds are handed to the writer actors with their constructor arguments
+# (never through runtime_env, which Ray shows in its dashboard), so workers started before they were exported,
+# or on other nodes, write with the same identity as the driver.
+_S3_ENV = {"AWS_ACCESS_KEY_ID": "key", "AWS_SECRET_ACCESS_KEY": "secret", "AWS_SESSION_TOKEN": "token"}
+
+
 def storage_options(section: dict[str, Any]) -> dict[str, Any]:
     """fsspec options of a source or sink section: ``storage_options`` plus ``endpoint_url`` when set."""
     options = dict(section.get("storage_options") or {})
     if section.get("endpoint_url"):
         options.setdefault("endpoint_url", section["endpoint_url"])
+    if str(section.get("uri") or "").startswith("s3://"):
+        for env, option in _S3_ENV.items():
+            if os.environ.get(env):
+                options.setdefault(option, os.environ[env])
     return options
 
 
@@ -130,6 +141,7 @@ def run(config: dict[str, Any]) -> RunResult:
     text_fields = list(recipe.text_fields)
     build_filters(config["filters"] or {}, text_fields)
     engine_gpus(model)
+    check_sampling(dict(model.get("sampling") or {}))
     sink = Sink(config["sink"]["uri"], storage_options(config["sink"]))
     tables = seed_tables(config["source"])
     seeds_read = sum(t.num_rows for t in tables)

@@ -22,8 +22,8 @@ def _options(group: str) -> list[str]:
     return sorted(p.stem for p in (Path(CONF) / group).glob("*.yaml"))
 
 
-@pytest.mark.parametrize("model,recipe,filters", itertools.product(
-    _options("model"), _options("recipe"), _options("filters")))
+@pytest.mark.parametrize("model,recipe,filters", list(itertools.product(
+    _options("model"), _options("recipe"), _options("filters"))))
 def test_every_combination_composes_and_builds(model, recipe, filters):
     cfg = make_config([f"model={model}", f"recipe={recipe}", f"filters={filters}"])
     built = build_recipe(cfg["recipe"])
@@ -80,5 +80,9 @@ def test_bad_filter_and_recipe_values_fail_with_choices(tmp_path):
     assert result.returncode == 2 and "unknown filter 'nope'" in result.stderr and "exact_dedup" in result.stderr
     result = _cli("model=dry_run", "recipe.num_examples=0", f"sink.uri={tmp_path}")
     assert result.returncode == 2 and "recipe.num_examples" in result.stderr
+    # A typo'd key is refused by Hydra; one added with + is refused by synthray, naming the valid keys.
     result = _cli("model=dry_run", "model.sampling.temprature=1", f"sink.uri={tmp_path}")
-    assert result.returncode != 0 and "temprature" in result.stderr and "temperature" in result.stderr
+    assert result.returncode != 0 and "temprature" in result.stderr
+    for override in ("+model.sampling.temprature=1", "+recipe.answer_sampling.temprature=1"):
+        result = _cli("model=dry_run", override, f"sink.uri={tmp_path}")
+        assert result.returncode == 2 and "temprature" in result.stderr and "temperature" in result.stderr

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 import pyarrow as pa
 
-from generation.engine import EngineClient
+from generation.engine import EngineClient, check_sampling
 from generation.recipes.base import Sample
 from generation.seeds import builtin_seed_tasks
 
@@ -73,8 +73,8 @@ class SelfInstruct:
         self.pool = list(pool) if pool is not None else list(builtin_seed_tasks())
         self.instruction_prompt = instruction_prompt
         self.answer_system = answer_system
-        self.instruction_sampling = dict(instruction_sampling or {})
-        self.answer_sampling = dict(answer_sampling or {})
+        self.instruction_sampling = check_sampling(dict(instruction_sampling or {}))
+        self.answer_sampling = check_sampling(dict(answer_sampling or {}))
         self.min_instruction_words = min_instruction_words
 
     def examples_for(self, seed: dict[str, Any], rng: random.Random) -> list[dict[str, Any]]:

@@ -1,10 +1,11 @@
 """Filters (one small class each), their registry and the filter stage that applies them in order."""
 
 from filtering.base import Filter
+from filtering.echo import EchoFilter
 from filtering.exact_dedup import ExactDedupFilter
 from filtering.length import LengthFilter
 from filtering.refusal import RefusalFilter
 
-FILTERS: dict[str, type[Filter]] = {cls.name: cls for cls in (LengthFilter, RefusalFilter, ExactDedupFilter)}
+FILTERS: dict[str, type[Filter]] = {cls.name: cls for cls in (LengthFilter, RefusalFilter, EchoFilter, ExactDedupFilter)}
 
 __all__ = ["FILTERS", "Filter"]

@@ -99,13 +99,16 @@ def build_dataset(config: dict[str, Any], tables: list, schema, shards: dict[str
                   text_fields: list[str]) -> ray.data.Dataset:
     model, cluster, run = config["model"], config["cluster"], config["run"]
     light = float(cluster.get("stage_cpus", 0.25))
+    in_flight = int(model.get("max_tasks_in_flight", 8))
     ds = ray.data.from_arrow(tables)
     ds = ds.map_batches(
         GenerateActor, batch_format="pyarrow", batch_size=int(model.get("batch_size", 16)),
         fn_constructor_kwargs=dict(model=model, recipe=config["recipe"], run_name=run["name"],
                                    run_seed=int(run["seed"]), schema=schema),
-        compute=ActorPoolStrategy(size=int(model.get("replicas", 1)),
-                                  max_tasks_in_flight_per_actor=int(model.get("max_tasks_in_flight", 4))),
+        # Each block is one batch and every queued batch runs at once on the actor's event loop: the seeds in
+        # flight per engine are batch_size × max_tasks_in_flight.
+        compute=ActorPoolStrategy(size=int(model.get("replicas", 1)), max_tasks_in_flight_per_actor=in_flight,
+                                  max_concurrent_calls_per_actor=in_flight),
         num_cpus=float(model.get("num_cpus", 1)), num_gpus=engine_gpus(model),
         runtime_env={"env_vars": {k: str(v) for k, v in (model.get("env") or {}).items()}},
     )
@@ -143,7 +146,7 @@ def run(config: dict[str, Any]) -> RunResult:
     engine_gpus(model)
     check_sampling(dict(model.get("sampling") or {}))
     sink = Sink(config["sink"]["uri"], storage_options(config["sink"]))
-    tables = seed_tables(config["source"])
+    tables = seed_tables(config["source"], block_rows=int(model.get("batch_size", 32)))
     seeds_read = sum(t.num_rows for t in tables)
     if seeds_read == 0:
         raise ValueError(f"the source yielded no seeds (source={config['source'].get('kind')}, "

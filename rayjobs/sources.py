@@ -20,7 +20,6 @@ from generation.seeds import builtin_seed_tasks
 from rayjobs.rows import SEED_SCHEMA
 
 FORMATS = {"jsonl": (".jsonl", ".json", ".jsonl.gz"), "parquet": (".parquet",)}
-CHUNK_ROWS = 10_000
 
 
 def _remap(row: dict[str, Any], columns: Mapping[str, str]) -> dict[str, Any]:
@@ -110,8 +109,8 @@ def iter_seeds(source: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
                 yield _seed_id(row, label, number), json.dumps(row, ensure_ascii=False, default=str)
 
 
-def seed_tables(source: Mapping[str, Any]) -> list[pa.Table]:
-    """All seeds as Arrow tables of at most ``CHUNK_ROWS`` rows (one Ray Data block each)."""
+def seed_tables(source: Mapping[str, Any], block_rows: int = 1024) -> list[pa.Table]:
+    """All seeds as Arrow tables of at most ``block_rows`` rows (one Ray Data block each)."""
     tables, ids, seeds, seen = [], [], [], set()
     for seed_id, seed in iter_seeds(source):
         if seed_id in seen:  # row ids derive from seed ids, so a repeated one would repeat output ids
@@ -120,7 +119,7 @@ def seed_tables(source: Mapping[str, Any]) -> list[pa.Table]:
         seen.add(seed_id)
         ids.append(seed_id)
         seeds.append(seed)
-        if len(ids) == CHUNK_ROWS:
+        if len(ids) == block_rows:
             tables.append(pa.table([ids, seeds], schema=SEED_SCHEMA))
             ids, seeds = [], []
     if ids or not tables:

@@ -46,7 +46,7 @@ def test_defaults_are_the_documented_ones():
     assert cfg["source"]["kind"] == "builtin"
     assert cfg["sink"]["uri"] == "outputs/synthray-demo"
     assert cfg["cluster"]["mode"] == "local"
-    assert list(cfg["filters"]) == ["length", "refusal", "exact_dedup"]
+    assert list(cfg["filters"]) == ["length", "refusal", "echo", "exact_dedup"]
 
 
 def test_gpu_models_ask_for_tensor_parallel_gpus():

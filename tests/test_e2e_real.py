@@ -57,8 +57,11 @@ def test_schema_and_coherent_text(real_run):
     assert all(r["recipe"] == "self_instruct" and r["model"] == "SmolLM2-135M-Instruct" for r in rows)
     long_answers = [r for r in rows if len(r["response"]) >= 40]
     assert len(long_answers) >= len(rows) * 0.8
-    # Responses are answers, not the prompt echoed back; instructions are new text, not copies of the seeds.
+    # Responses are answers, not the prompt echoed back (the echo filter moves those to rejected/).
     assert all(r["response"].strip() != r["instruction"].strip() for r in rows)
+    rejected = _table(out, "rejected")
+    for r in rejected.to_pylist() if rejected is not None else []:
+        assert r["rejected_by"] in {"length", "refusal", "echo", "exact_dedup"} and r["reject_reason"]
     assert all(r["completion_tokens"] > 0 and r["prompt_tokens"] > 0 for r in rows)
     words = {w for r in rows for w in r["response"].lower().split()}
     assert len(words) > 100  # real language, not a repeated token

@@ -71,3 +71,14 @@ def test_unknown_filter_and_bad_params_name_the_step():
         build_filters({"length": {"min_char": 3}}, ["response"])
     [(step, f)] = build_filters({"short": {"kind": "length", "min_chars": 3}}, ["response"])
     assert step == "short" and isinstance(f, LengthFilter) and f.fields == ["response"]
+
+
+def test_echo_drops_answers_that_repeat_the_prompt():
+    from filtering.echo import EchoFilter
+
+    f = EchoFilter()
+    f.bind_fields(["anything"])
+    assert f.keep_batch([_row("Name a fruit.", "name a FRUIT")]) == [(False, "echoes:instruction")]
+    assert f.keep_batch([_row("Write a long poem about rain.", "a long poem")]) == [(False, "echoes:instruction")]
+    assert f.keep_batch([_row("Name a fruit.", "Apple.")]) == [(True, None)]
+    assert f.keep_batch([{"response": "x"}]) == [(True, None)]

@@ -99,3 +99,17 @@ def test_dry_engine_is_deterministic_and_honours_n_and_schema():
     assert not asyncio.run(DryRunEngine(max_model_len=3).generate("one two three four")).ok
     with pytest.raises(ValueError, match="temprature"):
         asyncio.run(engine.generate("x", temprature=1.0))
+
+
+def test_template_fills_placeholders_once_and_emits_n_samples():
+    from generation.recipes.template import Template, fill
+
+    assert fill("Q: {instruction} / {missing}", {"instruction": "say {missing} ${oc.env:HOME}"}) == \
+        "Q: say {missing} ${oc.env:HOME} / "
+    recipe = build_recipe({"name": "template", "messages": [{"role": "user", "content": "Answer: {instruction}"}],
+                           "n": 3, "output": "answer"})
+    assert isinstance(recipe, Template) and recipe.required_fields == ("instruction",)
+    samples = asyncio.run(recipe.run({"instruction": "why?"}, DryRunEngine(), random.Random(0)))
+    assert len(samples) == 3 and all(s.fields["answer"] for s in samples)
+    with pytest.raises(ValueError, match="recipe.messages"):
+        Template(messages=[{"role": "user"}])

@@ -6,8 +6,9 @@ from typing import Any
 
 from generation.recipes.base import Recipe, Sample
 from generation.recipes.self_instruct import SelfInstruct
+from generation.recipes.template import Template
 
-RECIPES: dict[str, type] = {cls.name: cls for cls in (SelfInstruct,)}
+RECIPES: dict[str, type] = {cls.name: cls for cls in (SelfInstruct, Template)}
 
 
 def build_recipe(config: dict[str, Any]) -> Recipe:

@@ -1,0 +1,93 @@
+"""Raw vLLM ``LLM.chat`` vs the full synthray pipeline on the same prompts, sampling and model, in one process.
+
+Both figures count start-up (engine load; for synthray also Ray, the actor and the filter and writer stages) and
+all output tokens, so the ratio is what a user sees end to end. The pipeline runs the ``template`` recipe (one
+chat call per seed), the default filters and the Parquet sink.
+
+    .venv/bin/python benchmarks/engine_overhead.py [--prompts 256] [--max-tokens 64]
+
+Last line: ``ratio <pipeline tokens/s / raw tokens/s>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from hydra import compose, initialize_config_dir  # noqa: E402
+from omegaconf import OmegaConf  # noqa: E402
+
+PROMPT = "Write one sentence about the number {i}."
+
+
+def compose_config(overrides: list[str]) -> dict:
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        return OmegaConf.to_container(compose(config_name="config", overrides=overrides), resolve=True)
+
+
+def run_raw(model: dict, prompts: list[str], max_tokens: int, temperature: float) -> tuple[float, int]:
+    from vllm import LLM, SamplingParams
+
+    from generation.models import resolve_model
+
+    started = time.perf_counter()
+    llm = LLM(model=resolve_model(model["source"], model.get("cache_dir")), seed=0, **model["engine_args"])
+    outputs = llm.chat([[{"role": "user", "content": p}] for p in prompts],
+                       SamplingParams(temperature=temperature, max_tokens=max_tokens), use_tqdm=False)
+    wall = time.perf_counter() - started
+    tokens = sum(len(o.outputs[0].token_ids) for o in outputs)
+    llm.llm_engine.engine_core.shutdown()
+    del llm
+    gc.collect()
+    return wall, tokens
+
+
+def run_pipeline(prompts: list[str], max_tokens: int, temperature: float, workdir: Path) -> tuple[float, int]:
+    from rayjobs.pipeline import run
+
+    seeds = workdir / "seeds.jsonl"
+    seeds.write_text("".join(json.dumps({"id": f"n{i}", "instruction": p}) + "\n" for i, p in enumerate(prompts)))
+    config = compose_config([
+        "recipe=template", "source=jsonl", f"source.uri={seeds}", f"sink.uri={workdir / 'out'}",
+        f"recipe.sampling={{temperature: {temperature}, max_tokens: {max_tokens}}}", "run.name=bench",
+        "cluster.progress_bars=false",
+    ])
+    started = time.perf_counter()
+    result = run(config)
+    return time.perf_counter() - started, result.summary["completion_tokens"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--prompts", type=int, default=256)
+    parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument("--temperature", type=float, default=0.7)
+    args = parser.parse_args()
+
+    model = compose_config([])["model"]
+    for key, value in model["env"].items():
+        os.environ.setdefault(key, str(value))
+    prompts = [PROMPT.format(i=i) for i in range(args.prompts)]
+
+    raw_wall, raw_tokens = run_raw(model, prompts, args.max_tokens, args.temperature)
+    raw_rate = raw_tokens / raw_wall
+    print(f"raw vLLM LLM.chat : {raw_tokens:,} output tokens in {raw_wall:.1f} s → {raw_rate:.1f} tok/s")
+    with tempfile.TemporaryDirectory() as tmp:
+        pipe_wall, pipe_tokens = run_pipeline(prompts, args.max_tokens, args.temperature, Path(tmp))
+    pipe_rate = pipe_tokens / pipe_wall
+    print(f"synthray pipeline : {pipe_tokens:,} output tokens in {pipe_wall:.1f} s → {pipe_rate:.1f} tok/s "
+          "(Ray start, engine actor, filters and Parquet write included)")
+    print(f"ratio {pipe_rate / raw_rate:.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -6,6 +6,8 @@ from filtering.exact_dedup import ExactDedupFilter
 from filtering.length import LengthFilter
 from filtering.refusal import RefusalFilter
 
-FILTERS: dict[str, type[Filter]] = {cls.name: cls for cls in (LengthFilter, RefusalFilter, EchoFilter, ExactDedupFilter)}
+FILTERS: dict[str, type[Filter]] = {
+    cls.name: cls for cls in (LengthFilter, RefusalFilter, EchoFilter, ExactDedupFilter)
+}
 
 __all__ = ["FILTERS", "Filter"]

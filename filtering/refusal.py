@@ -58,7 +58,7 @@ class RefusalFilter(Filter):
     def keep(self, row: dict[str, Any]) -> bool | Verdict:
         if self._pattern is None:
             return True
-        for field, text in self.texts(row):
+        for _, text in self.texts(row):
             match = self._pattern.search(" ".join(text.lower().split()))
             if match:
                 return False, f"phrase:{match.group(0)}"

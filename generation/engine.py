@@ -56,10 +56,11 @@ class EngineClient(Protocol):
 
 
 def check_sampling(sampling: dict[str, Any]) -> dict[str, Any]:
+    """``sampling`` without unset (None) keys; an unknown key is an error naming the valid ones."""
     unknown = sorted(set(sampling) - set(SAMPLING_KEYS))
     if unknown:
         raise ValueError(f"unknown sampling key(s) {unknown}; valid keys: {list(SAMPLING_KEYS)}")
-    return sampling
+    return {k: v for k, v in sampling.items() if v is not None}
 
 
 class DryRunEngine:

@@ -6,12 +6,12 @@ the result is built in a temporary directory and renamed into place, so a crash 
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import shutil
 import sys
 import tempfile
-import importlib.util
 from pathlib import Path
 
 from filelock import FileLock

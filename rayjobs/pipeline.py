@@ -74,14 +74,14 @@ def init_ray(cluster: dict[str, Any]) -> None:
     mode = cluster.get("mode")
     if mode not in CLUSTER_MODES:
         raise ValueError(f"unknown cluster.mode {mode!r}; valid choices: {list(CLUSTER_MODES)}")
-    if ray.is_initialized():
+    ray.data.DataContext.get_current().enable_progress_bars = bool(cluster.get("progress_bars", True))
+    if ray.is_initialized():  # a caller (a test, a notebook) already chose the cluster
         return
     if mode == "local":
         ray.init(num_cpus=cluster.get("num_cpus") or os.cpu_count(), include_dashboard=False,
                  object_store_memory=cluster.get("object_store_memory"), log_to_driver=True)
     else:
         ray.init(address=cluster.get("address") or "auto", log_to_driver=True)
-    ray.data.DataContext.get_current().enable_progress_bars = bool(cluster.get("progress_bars", True))
 
 
 def prepare_sink(sink: Sink, overwrite: bool) -> None:

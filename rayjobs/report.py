@@ -36,7 +36,9 @@ def _throughput_svg(timeline: list[list[float]]) -> str:
     w, h = 640, 180
     t_max = max(p[0] for p in timeline) or 1
     tok_max = max(p[1] for p in timeline) or 1
-    pts = " ".join(f"{40 + (w - 50) * t / t_max:.1f},{h - 25 - (h - 40) * tok / tok_max:.1f}" for t, tok, _ in timeline)
+    pts = " ".join(
+        f"{40 + (w - 50) * t / t_max:.1f},{h - 25 - (h - 40) * tok / tok_max:.1f}" for t, tok, _ in timeline
+    )
     return (f"<svg width={w} height={h} role=img aria-label='cumulative completion tokens over time'>"
             f"<polyline fill=none stroke='#4c78a8' stroke-width=2 points='{pts}'/>"
             f"<line x1=40 y1={h - 25} x2={w - 10} y2={h - 25} stroke='#888'/>"
@@ -68,7 +70,8 @@ def render_report(summary: dict[str, Any], run: dict[str, Any], examples: dict[s
     return f"""<!doctype html><html><head><meta charset=utf-8><title>synthray run {_e(run['name'])}</title>
 <style>{_CSS}</style></head><body>
 <h1>synthray run <code>{_e(run['name'])}</code></h1>
-<p class=sub>recipe <b>{_e(run['recipe'])}</b> · model <b>{_e(run['model'])}</b> · output <code>{_e(run['uri'])}</code></p>
+<p class=sub>recipe <b>{_e(run['recipe'])}</b> · model <b>{_e(run['model'])}</b> ·
+output <code>{_e(run['uri'])}</code></p>
 <h2>Funnel</h2>{_funnel(summary)}
 <h2>Errors by stage</h2>{f"<table>{errors}</table>" if errors else "<p class=sub>(no errors)</p>"}
 <h2>Tokens and throughput</h2>{tokens}{_throughput_svg(summary['timeline'])}

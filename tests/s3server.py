@@ -38,15 +38,14 @@ def seaweedfs(workdir: Path, startup_timeout: float = 60.0):
     data.mkdir(parents=True, exist_ok=True)
     args = [weed_binary(), "server", f"-dir={data}", "-s3", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
             "-master.volumeSizeLimitMB=64", "-volume.max=8", *(f"-{flag}={port}" for flag, port in ports.items())]
-    log = open(workdir / "weed.log", "wb")
-    proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     endpoint = f"http://127.0.0.1:{ports['s3.port']}"
-    try:
-        _wait_ready(endpoint, proc, startup_timeout, workdir / "weed.log")
-        yield endpoint
-    finally:
-        _stop(proc)
-        log.close()
+    with open(workdir / "weed.log", "wb") as log:
+        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            _wait_ready(endpoint, proc, startup_timeout, workdir / "weed.log")
+            yield endpoint
+        finally:
+            _stop(proc)
 
 
 def _wait_ready(endpoint: str, proc: subprocess.Popen, timeout: float, log_path: Path) -> None:

@@ -34,3 +34,21 @@ def test_s3_source_and_sink_round_trip(ray_session, s3_endpoint, dry_config):
     assert set(table["seed_id"].to_pylist()) == {s["id"] for s in seeds}
     run_json = fs.cat("synthray-test/runs/r1/run.json").decode()
     assert "synthray-test-secret" not in run_json  # the env credential never lands in run.json
+
+
+def test_model_weights_download_once_from_s3(s3_endpoint, tmp_path):
+    from generation.models import resolve_model
+
+    fs = s3fs.S3FileSystem(endpoint_url=s3_endpoint, skip_instance_cache=True)
+    fs.mkdir("synthray-models")
+    fs.pipe({"synthray-models/tiny/config.json": b'{"a": 1}', "synthray-models/tiny/sub/w.bin": b"\x00" * 1024,
+             "synthray-models/tiny/.hidden": b"skip"})
+    options = {"endpoint_url": s3_endpoint}
+    local = resolve_model("s3://synthray-models/tiny", str(tmp_path), options)
+    assert (tmp_path / "remote").exists() and local.startswith(str(tmp_path))
+    from pathlib import Path
+
+    assert (Path(local) / "config.json").read_bytes() == b'{"a": 1}'
+    assert (Path(local) / "sub" / "w.bin").stat().st_size == 1024
+    fs.rm("synthray-models/tiny", recursive=True)
+    assert resolve_model("s3://synthray-models/tiny", str(tmp_path), options) == local  # cached: no second fetch

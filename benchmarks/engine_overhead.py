@@ -43,8 +43,7 @@ def run_raw(model: dict, prompts: list[str], sampling: dict) -> tuple[float, int
     from vllm import LLM, SamplingParams
 
     llm = LLM(model=path, seed=0, **model["engine_args"])
-    outputs = llm.chat([[{"role": "user", "content": p}] for p in prompts], SamplingParams(**sampling),
-                       use_tqdm=False)
+    outputs = llm.chat([[{"role": "user", "content": p}] for p in prompts], SamplingParams(**sampling), use_tqdm=False)
     wall = time.perf_counter() - started
     tokens = sum(len(o.outputs[0].token_ids) for o in outputs)
     llm.llm_engine.engine_core.shutdown()
@@ -56,11 +55,18 @@ def run_raw(model: dict, prompts: list[str], sampling: dict) -> tuple[float, int
 def run_pipeline(prompts: list[str], max_tokens: int, temperature: float, workdir: Path) -> tuple[float, int]:
     seeds = workdir / "seeds.jsonl"
     seeds.write_text("".join(json.dumps({"id": f"n{i}", "instruction": p}) + "\n" for i, p in enumerate(prompts)))
-    config = compose_config([
-        "recipe=template", "source=jsonl", f"source.uri={seeds}", f"sink.uri={workdir / 'out'}",
-        f"recipe.sampling.temperature={temperature}", f"recipe.sampling.max_tokens={max_tokens}", "run.name=bench",
-        "cluster.progress_bars=false",
-    ])
+    config = compose_config(
+        [
+            "recipe=template",
+            "source=jsonl",
+            f"source.uri={seeds}",
+            f"sink.uri={workdir / 'out'}",
+            f"recipe.sampling.temperature={temperature}",
+            f"recipe.sampling.max_tokens={max_tokens}",
+            "run.name=bench",
+            "cluster.progress_bars=false",
+        ]
+    )
     started = time.perf_counter()
     from rayjobs.pipeline import run  # Ray's import is part of the pipeline's start-up
 
@@ -89,8 +95,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         pipe_wall, pipe_tokens = run_pipeline(prompts, args.max_tokens, args.temperature, Path(tmp))
     pipe_rate = pipe_tokens / pipe_wall
-    print(f"synthray pipeline : {pipe_tokens:,} output tokens in {pipe_wall:.1f} s → {pipe_rate:.1f} tok/s "
-          "(Ray start, engine actor, filters and Parquet write included)")
+    print(
+        f"synthray pipeline : {pipe_tokens:,} output tokens in {pipe_wall:.1f} s → {pipe_rate:.1f} tok/s "
+        "(Ray start, engine actor, filters and Parquet write included)"
+    )
     print(f"ratio {pipe_rate / raw_rate:.3f}")
 
 

@@ -23,8 +23,9 @@ def _kind(step: str, params: Mapping[str, Any]) -> str:
     return kind
 
 
-def build_filters(steps: Mapping[str, Mapping[str, Any] | None], text_fields: Sequence[str],
-                  shards: Mapping[str, list] | None = None) -> list[tuple[str, Filter]]:
+def build_filters(
+    steps: Mapping[str, Mapping[str, Any] | None], text_fields: Sequence[str], shards: Mapping[str, list] | None = None
+) -> list[tuple[str, Filter]]:
     """(step name, filter) pairs in config order; ``shards`` carries the actor handles of stateful steps."""
     built = []
     for step, params in steps.items():
@@ -44,9 +45,11 @@ def build_filters(steps: Mapping[str, Mapping[str, Any] | None], text_fields: Se
 
 def start_filter_state(steps: Mapping[str, Mapping[str, Any] | None]) -> dict[str, list]:
     """Start the shard actors of every stateful step (global across all filter workers of the run)."""
-    return {step: start_shards(int((params or {}).get("num_shards", 2)))
-            for step, params in steps.items()
-            if getattr(FILTERS[_kind(step, params or {})], "stateful", False)}
+    return {
+        step: start_shards(int((params or {}).get("num_shards", 2)))
+        for step, params in steps.items()
+        if getattr(FILTERS[_kind(step, params or {})], "stateful", False)
+    }
 
 
 class FilterActor:

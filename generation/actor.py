@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
 import random
+import time
 from typing import Any
 
 import pyarrow as pa
@@ -26,17 +28,24 @@ def sample_id(run_name: str, seed_id: str, index: int) -> str:
 
 class GenerateActor:
     """Args:
-        model: the ``model`` config (engine, weights, sampling).
-        recipe: the ``recipe`` config (``name`` plus the recipe's parameters).
-        run_name: part of every row id.
-        run_seed: seeds the engine and each seed's private random generator.
-        schema: the output row schema every batch is cast to.
+    model: the ``model`` config (engine, weights, sampling).
+    recipe: the ``recipe`` config (``name`` plus the recipe's parameters).
+    run_name: part of every row id.
+    run_seed: seeds the engine and each seed's private random generator.
+    schema: the output row schema every batch is cast to.
     """
 
-    def __init__(self, *, model: dict[str, Any], recipe: dict[str, Any], run_name: str, run_seed: int,
-                 schema: pa.Schema) -> None:
+    def __init__(
+        self, *, model: dict[str, Any], recipe: dict[str, Any], run_name: str, run_seed: int, schema: pa.Schema
+    ) -> None:
+        started = time.perf_counter()
+        # Engine settings (VLLM_CPU_KVCACHE_SPACE, ...) are set here rather than through a Ray runtime_env, which
+        # would force a fresh worker process per actor; vLLM reads them at engine start and its processes inherit them.
+        os.environ.update({k: str(v) for k, v in (model.get("env") or {}).items()})
         self.recipe = build_recipe(recipe)
         self.engine = build_engine(model, seed=run_seed)
+        # Printed, not logged: Ray forwards actor stdout to the driver, so users see when generation can start.
+        print(f"synthray: engine {model['name']} ready in {time.perf_counter() - started:.1f} s", flush=True)
         self.model_name = model["name"]
         self.run_name, self.run_seed, self.schema = run_name, run_seed, schema
 
@@ -51,8 +60,14 @@ class GenerateActor:
         return pa.Table.from_pylist([row for rows in per_seed for row in rows], schema=self.schema)
 
     def _row(self, seed_id: str, index: int, **fields: Any) -> dict[str, Any]:
-        return {"id": sample_id(self.run_name, seed_id, index), "seed_id": seed_id, "sample_index": index,
-                "recipe": self.recipe.name, "model": self.model_name, **fields}
+        return {
+            "id": sample_id(self.run_name, seed_id, index),
+            "seed_id": seed_id,
+            "sample_index": index,
+            "recipe": self.recipe.name,
+            "model": self.model_name,
+            **fields,
+        }
 
     def _error(self, seed_id: str, index: int, stage: str, error: str, seed_json: str, **extra: Any) -> dict:
         return self._row(seed_id, index, status="error", stage=stage, error=error, seed=seed_json, **extra)
@@ -65,9 +80,15 @@ class GenerateActor:
             return [self._error(seed_id, 0, "input", f"seed is not valid JSON: {exc}", seed_json)]
         missing = [f for f in self.recipe.required_fields if not isinstance(seed.get(f), str) or not seed[f].strip()]
         if missing:
-            return [self._error(seed_id, 0, "input",
-                                f"seed lacks required text field(s) {missing} for recipe {self.recipe.name!r}",
-                                seed_json)]
+            return [
+                self._error(
+                    seed_id,
+                    0,
+                    "input",
+                    f"seed lacks required text field(s) {missing} for recipe {self.recipe.name!r}",
+                    seed_json,
+                )
+            ]
         rng = random.Random(f"{self.run_seed}\x00{seed_id}")
         try:
             samples = await self.recipe.run(seed, self.engine, rng)

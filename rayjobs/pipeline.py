@@ -78,8 +78,12 @@ def init_ray(cluster: dict[str, Any]) -> None:
     if ray.is_initialized():  # a caller (a test, a notebook) already chose the cluster
         return
     if mode == "local":
-        ray.init(num_cpus=cluster.get("num_cpus") or os.cpu_count(), include_dashboard=False,
-                 object_store_memory=cluster.get("object_store_memory"), log_to_driver=True)
+        ray.init(
+            num_cpus=cluster.get("num_cpus") or os.cpu_count(),
+            include_dashboard=False,
+            object_store_memory=cluster.get("object_store_memory"),
+            log_to_driver=True,
+        )
     else:
         ray.init(address=cluster.get("address") or "auto", log_to_driver=True)
 
@@ -87,40 +91,55 @@ def init_ray(cluster: dict[str, Any]) -> None:
 def prepare_sink(sink: Sink, overwrite: bool) -> None:
     if sink.exists(SUCCESS):
         if not overwrite:
-            raise FileExistsError(f"{sink.uri} already holds a finished run (_SUCCESS exists); "
-                                  "pass run.overwrite=true to replace it, or choose another run.name / sink.uri")
+            raise FileExistsError(
+                f"{sink.uri} already holds a finished run (_SUCCESS exists); "
+                "pass run.overwrite=true to replace it, or choose another run.name / sink.uri"
+            )
         log.warning("run.overwrite=true: replacing the finished run at %s", sink.uri)
     elif sink.exists("data") or sink.exists("rejected") or sink.exists("errors"):
         log.warning("removing the incomplete earlier attempt at %s", sink.uri)
     sink.clear()
 
 
-def build_dataset(config: dict[str, Any], tables: list, schema, shards: dict[str, list],
-                  text_fields: list[str]) -> ray.data.Dataset:
+def build_dataset(
+    config: dict[str, Any], tables: list, schema, shards: dict[str, list], text_fields: list[str]
+) -> ray.data.Dataset:
     model, cluster, run = config["model"], config["cluster"], config["run"]
     light = float(cluster.get("stage_cpus", 0.25))
     in_flight = int(model.get("max_tasks_in_flight", 8))
     ds = ray.data.from_arrow(tables)
     ds = ds.map_batches(
-        GenerateActor, batch_format="pyarrow", batch_size=int(model.get("batch_size", 16)),
-        fn_constructor_kwargs=dict(model=model, recipe=config["recipe"], run_name=run["name"],
-                                   run_seed=int(run["seed"]), schema=schema),
+        GenerateActor,
+        batch_format="pyarrow",
+        batch_size=int(model.get("batch_size", 16)),
+        fn_constructor_kwargs=dict(
+            model=model, recipe=config["recipe"], run_name=run["name"], run_seed=int(run["seed"]), schema=schema
+        ),
         # Each block is one batch and every queued batch runs at once on the actor's event loop: the seeds in
         # flight per engine are batch_size × max_tasks_in_flight.
-        compute=ActorPoolStrategy(size=int(model.get("replicas", 1)), max_tasks_in_flight_per_actor=in_flight,
-                                  max_concurrent_calls_per_actor=in_flight),
-        num_cpus=float(model.get("num_cpus", 1)), num_gpus=engine_gpus(model),
-        runtime_env={"env_vars": {k: str(v) for k, v in (model.get("env") or {}).items()}},
+        compute=ActorPoolStrategy(
+            size=int(model.get("replicas", 1)),
+            max_tasks_in_flight_per_actor=in_flight,
+            max_concurrent_calls_per_actor=in_flight,
+        ),
+        num_cpus=float(model.get("num_cpus", 1)),
+        num_gpus=engine_gpus(model),
     )
     ds = ds.map_batches(
-        FilterActor, batch_format="pyarrow", batch_size=None,
+        FilterActor,
+        batch_format="pyarrow",
+        batch_size=None,
         fn_constructor_kwargs=dict(steps=config["filters"] or {}, text_fields=text_fields, shards=shards),
-        compute=ActorPoolStrategy(size=int(cluster.get("filter_workers", 1))), num_cpus=light,
+        compute=ActorPoolStrategy(size=int(cluster.get("filter_workers", 1))),
+        num_cpus=light,
     )
     return ds.map_batches(
-        ShardWriter, batch_format="pyarrow", batch_size=None,
+        ShardWriter,
+        batch_format="pyarrow",
+        batch_size=None,
         fn_constructor_kwargs=dict(uri=config["sink"]["uri"], storage_options=storage_options(config["sink"])),
-        compute=ActorPoolStrategy(size=int(cluster.get("writer_workers", 1))), num_cpus=light,
+        compute=ActorPoolStrategy(size=int(cluster.get("writer_workers", 1))),
+        num_cpus=light,
     )
 
 
@@ -149,24 +168,35 @@ def run(config: dict[str, Any]) -> RunResult:
     tables = seed_tables(config["source"], block_rows=int(model.get("batch_size", 32)))
     seeds_read = sum(t.num_rows for t in tables)
     if seeds_read == 0:
-        raise ValueError(f"the source yielded no seeds (source={config['source'].get('kind')}, "
-                         f"uri={config['source'].get('uri')}, limit={config['source'].get('limit')})")
+        raise ValueError(
+            f"the source yielded no seeds (source={config['source'].get('kind')}, "
+            f"uri={config['source'].get('uri')}, limit={config['source'].get('limit')})"
+        )
     prepare_sink(sink, bool(run_cfg.get("overwrite", False)))
-    log.info("synthray run %r: %d seeds, recipe %s, model %s → %s", run_cfg["name"], seeds_read, recipe.name,
-             model["name"], sink.uri)
+    log.info(
+        "synthray run %r: %d seeds, recipe %s, model %s → %s",
+        run_cfg["name"],
+        seeds_read,
+        recipe.name,
+        model["name"],
+        sink.uri,
+    )
 
     init_ray(config["cluster"])
     shards = start_filter_state(config["filters"] or {})
     stats = RunStats(started=started)
     for manifest in build_dataset(config, tables, schema, shards, text_fields).iter_batches(
-            batch_format="pyarrow", batch_size=None):
+        batch_format="pyarrow", batch_size=None
+    ):
         stats.add_manifest(manifest)
     stats.finish()
     summary = stats.to_dict(seeds_read)
     missing = seeds_read - summary["seeds_accounted"]
     if missing:
-        raise RuntimeError(f"{missing} of {seeds_read} seeds produced no output row; the run is incomplete "
-                           f"and {SUCCESS} was not written")
+        raise RuntimeError(
+            f"{missing} of {seeds_read} seeds produced no output row; the run is incomplete "
+            f"and {SUCCESS} was not written"
+        )
     finalize(sink, config, summary, text_fields)
     return RunResult(sink, summary)
 
@@ -174,10 +204,21 @@ def run(config: dict[str, Any]) -> RunResult:
 def finalize(sink: Sink, config: dict[str, Any], summary: dict[str, Any], text_fields: list[str]) -> None:
     """run.json, report.html and README.md, then ``_SUCCESS`` last: its presence means the run is complete."""
     model = config["model"]
-    run_info = {"name": config["run"]["name"], "recipe": config["recipe"]["name"], "model": model["name"],
-                "uri": sink.uri, "replicas": model.get("replicas", 1)}
-    record = {"run": run_info, "summary": summary, "config": redact(config), "versions": _versions(),
-              "python": platform.python_version(), "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    run_info = {
+        "name": config["run"]["name"],
+        "recipe": config["recipe"]["name"],
+        "model": model["name"],
+        "uri": sink.uri,
+        "replicas": model.get("replicas", 1),
+    }
+    record = {
+        "run": run_info,
+        "summary": summary,
+        "config": redact(config),
+        "versions": _versions(),
+        "python": platform.python_version(),
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
     sink.write_text("run.json", json.dumps(record, indent=2, default=str))
     examples = {kind: sink.read_kind(kind, limit=8) for kind in ("data", "rejected", "errors")}
     sink.write_text("report.html", render_report(summary, run_info, examples, text_fields))
@@ -189,11 +230,13 @@ def format_summary(result: RunResult) -> str:
     s = result.summary
     drops = ", ".join(f"{k} {v:,}" for k, v in sorted(s["rejected_by"].items())) or "none"
     errors = ", ".join(f"{k} {v:,}" for k, v in sorted(s["errors_by_stage"].items())) or "none"
-    return "\n".join([
-        f"synthray: done in {s['wall_s']:.1f} s",
-        f"  seeds {s['seeds_read']:,} → generated {s['generated']:,} → kept {s['kept']:,}",
-        f"  rejected {s['rejected']:,} ({drops}); errors {s['errors']:,} ({errors})",
-        f"  tokens: prompt {s['prompt_tokens']:,}, completion {s['completion_tokens']:,} "
-        f"({s['completion_tokens_per_s']:.1f} completion tok/s over the whole run)",
-        f"  output: {result.sink.uri}   report: {result.sink.uri}/report.html",
-    ])
+    return "\n".join(
+        [
+            f"synthray: done in {s['wall_s']:.1f} s",
+            f"  seeds {s['seeds_read']:,} → generated {s['generated']:,} → kept {s['kept']:,}",
+            f"  rejected {s['rejected']:,} ({drops}); errors {s['errors']:,} ({errors})",
+            f"  tokens: prompt {s['prompt_tokens']:,}, completion {s['completion_tokens']:,} "
+            f"({s['completion_tokens_per_s']:.1f} completion tok/s over the whole run)",
+            f"  output: {result.sink.uri}   report: {result.sink.uri}/report.html",
+        ]
+    )

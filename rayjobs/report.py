@@ -26,7 +26,8 @@ def _funnel(summary: dict[str, Any]) -> str:
     rows = "".join(
         f"<tr><td>{_e(label)}</td><td class=num>{abs(n):,}</td>"
         f"<td style='width:420px'><div class=bar style='width:{400 * abs(n) / top:.0f}px'></div></td></tr>"
-        for label, n in stages)
+        for label, n in stages
+    )
     return f"<table><tr><th>stage</th><th>rows</th><th></th></tr>{rows}</table>"
 
 
@@ -36,15 +37,15 @@ def _throughput_svg(timeline: list[list[float]]) -> str:
     w, h = 640, 180
     t_max = max(p[0] for p in timeline) or 1
     tok_max = max(p[1] for p in timeline) or 1
-    pts = " ".join(
-        f"{40 + (w - 50) * t / t_max:.1f},{h - 25 - (h - 40) * tok / tok_max:.1f}" for t, tok, _ in timeline
+    pts = " ".join(f"{40 + (w - 50) * t / t_max:.1f},{h - 25 - (h - 40) * tok / tok_max:.1f}" for t, tok, _ in timeline)
+    return (
+        f"<svg width={w} height={h} role=img aria-label='cumulative completion tokens over time'>"
+        f"<polyline fill=none stroke='#4c78a8' stroke-width=2 points='{pts}'/>"
+        f"<line x1=40 y1={h - 25} x2={w - 10} y2={h - 25} stroke='#888'/>"
+        f"<line x1=40 y1=10 x2=40 y2={h - 25} stroke='#888'/>"
+        f"<text x=42 y=20 font-size=11>{tok_max:,} tokens</text>"
+        f"<text x={w - 60} y={h - 8} font-size=11>{t_max:.0f} s</text></svg>"
     )
-    return (f"<svg width={w} height={h} role=img aria-label='cumulative completion tokens over time'>"
-            f"<polyline fill=none stroke='#4c78a8' stroke-width=2 points='{pts}'/>"
-            f"<line x1=40 y1={h - 25} x2={w - 10} y2={h - 25} stroke='#888'/>"
-            f"<line x1=40 y1=10 x2=40 y2={h - 25} stroke='#888'/>"
-            f"<text x=42 y=20 font-size=11>{tok_max:,} tokens</text>"
-            f"<text x={w - 60} y={h - 8} font-size=11>{t_max:.0f} s</text></svg>")
 
 
 def _examples(table: pa.Table | None, columns: list[str]) -> str:
@@ -52,49 +53,55 @@ def _examples(table: pa.Table | None, columns: list[str]) -> str:
         return "<p class=sub>(none)</p>"
     present = [c for c in columns if c in table.column_names]
     head = "".join(f"<th>{_e(c)}</th>" for c in present)
-    body = "".join("<tr>" + "".join(f"<td><pre>{_e(row[c])}</pre></td>" for c in present) + "</tr>"
-                   for row in table.select(present).to_pylist())
+    body = "".join(
+        "<tr>" + "".join(f"<td><pre>{_e(row[c])}</pre></td>" for c in present) + "</tr>"
+        for row in table.select(present).to_pylist()
+    )
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def render_report(summary: dict[str, Any], run: dict[str, Any], examples: dict[str, pa.Table | None],
-                  text_fields: list[str]) -> str:
+def render_report(
+    summary: dict[str, Any], run: dict[str, Any], examples: dict[str, pa.Table | None], text_fields: list[str]
+) -> str:
     kept_cols = ["seed_id", *text_fields, "completion_tokens"]
-    tokens = (f"<table><tr><th>prompt tokens</th><th>completion tokens</th><th>wall time</th>"
-              f"<th>completion tokens/s</th><th>engine replicas</th></tr><tr>"
-              f"<td class=num>{summary['prompt_tokens']:,}</td><td class=num>{summary['completion_tokens']:,}</td>"
-              f"<td class=num>{summary['wall_s']:.1f} s</td><td class=num>{summary['completion_tokens_per_s']:.1f}</td>"
-              f"<td class=num>{_e(run['replicas'])}</td></tr></table>")
-    errors = "".join(f"<tr><td>{_e(k)}</td><td class=num>{v:,}</td></tr>"
-                     for k, v in sorted(summary["errors_by_stage"].items()))
-    return f"""<!doctype html><html><head><meta charset=utf-8><title>synthray run {_e(run['name'])}</title>
+    tokens = (
+        f"<table><tr><th>prompt tokens</th><th>completion tokens</th><th>wall time</th>"
+        f"<th>completion tokens/s</th><th>engine replicas</th></tr><tr>"
+        f"<td class=num>{summary['prompt_tokens']:,}</td><td class=num>{summary['completion_tokens']:,}</td>"
+        f"<td class=num>{summary['wall_s']:.1f} s</td><td class=num>{summary['completion_tokens_per_s']:.1f}</td>"
+        f"<td class=num>{_e(run['replicas'])}</td></tr></table>"
+    )
+    errors = "".join(
+        f"<tr><td>{_e(k)}</td><td class=num>{v:,}</td></tr>" for k, v in sorted(summary["errors_by_stage"].items())
+    )
+    return f"""<!doctype html><html><head><meta charset=utf-8><title>synthray run {_e(run["name"])}</title>
 <style>{_CSS}</style></head><body>
-<h1>synthray run <code>{_e(run['name'])}</code></h1>
-<p class=sub>recipe <b>{_e(run['recipe'])}</b> · model <b>{_e(run['model'])}</b> ·
-output <code>{_e(run['uri'])}</code></p>
+<h1>synthray run <code>{_e(run["name"])}</code></h1>
+<p class=sub>recipe <b>{_e(run["recipe"])}</b> · model <b>{_e(run["model"])}</b> ·
+output <code>{_e(run["uri"])}</code></p>
 <h2>Funnel</h2>{_funnel(summary)}
 <h2>Errors by stage</h2>{f"<table>{errors}</table>" if errors else "<p class=sub>(no errors)</p>"}
-<h2>Tokens and throughput</h2>{tokens}{_throughput_svg(summary['timeline'])}
-<h2>Kept examples</h2>{_examples(examples.get('data'), kept_cols)}
-<h2>Rejected examples</h2>{_examples(examples.get('rejected'), [*kept_cols[:-1], 'rejected_by', 'reject_reason'])}
-<h2>Error examples</h2>{_examples(examples.get('errors'), ['seed_id', 'stage', 'error'])}
+<h2>Tokens and throughput</h2>{tokens}{_throughput_svg(summary["timeline"])}
+<h2>Kept examples</h2>{_examples(examples.get("data"), kept_cols)}
+<h2>Rejected examples</h2>{_examples(examples.get("rejected"), [*kept_cols[:-1], "rejected_by", "reject_reason"])}
+<h2>Error examples</h2>{_examples(examples.get("errors"), ["seed_id", "stage", "error"])}
 </body></html>"""
 
 
 def render_card(summary: dict[str, Any], run: dict[str, Any], config: dict[str, Any]) -> str:
     filters = ", ".join(config.get("filters") or {}) or "none"
-    return f"""# {run['name']}
+    return f"""# {run["name"]}
 
 Synthetic dataset generated by synthray.
 
 | | |
 |---|---|
-| recipe | `{run['recipe']}` |
-| model | `{run['model']}` (license: {config['model'].get('license', 'see the model card')}) |
-| sampling | `{json.dumps(config['model'].get('sampling', {}))}` |
+| recipe | `{run["recipe"]}` |
+| model | `{run["model"]}` (license: {config["model"].get("license", "see the model card")}) |
+| sampling | `{json.dumps(config["model"].get("sampling", {}))}` |
 | filters | {filters} |
-| seeds read | {summary['seeds_read']:,} |
-| kept / rejected / errors | {summary['kept']:,} / {summary['rejected']:,} / {summary['errors']:,} |
+| seeds read | {summary["seeds_read"]:,} |
+| kept / rejected / errors | {summary["kept"]:,} / {summary["rejected"]:,} / {summary["errors"]:,} |
 
 Accepted samples are in `data/*.parquet`; `rejected/` holds filtered samples with `rejected_by` and
 `reject_reason`; `errors/` holds failed seeds or samples with `stage` and `error`. `run.json` has the resolved
@@ -102,6 +109,6 @@ config and counters, `report.html` the run report.
 
 ```python
 import pandas as pd
-df = pd.read_parquet("{run['uri']}/data/")
+df = pd.read_parquet("{run["uri"]}/data/")
 ```
 """

@@ -6,8 +6,13 @@ import pyarrow as pa
 
 SEED_SCHEMA = pa.schema([("seed_id", pa.string()), ("seed", pa.string())])
 
-LINEAGE = [("id", pa.string()), ("seed_id", pa.string()), ("sample_index", pa.int32()), ("recipe", pa.string()),
-           ("model", pa.string())]
+LINEAGE = [
+    ("id", pa.string()),
+    ("seed_id", pa.string()),
+    ("sample_index", pa.int32()),
+    ("recipe", pa.string()),
+    ("model", pa.string()),
+]
 TOKENS = [("prompt_tokens", pa.int64()), ("completion_tokens", pa.int64())]
 # `status` routes a row to data/ (ok), rejected/ or errors/; it is never written, the directory says it.
 STATUS = [("status", pa.string())]

@@ -26,8 +26,8 @@ TOP_FILES = ("run.json", "report.html", "README.md", SUCCESS)
 
 class Sink:
     """Args:
-        uri: local directory or ``s3://bucket/prefix``.
-        storage_options: fsspec options (for s3: ``endpoint_url``, ``key``, ``secret``, ``client_kwargs``...).
+    uri: local directory or ``s3://bucket/prefix``.
+    storage_options: fsspec options (for s3: ``endpoint_url``, ``key``, ``secret``, ``client_kwargs``...).
     """
 
     def __init__(self, uri: str, storage_options: dict[str, Any] | None = None) -> None:
@@ -94,9 +94,17 @@ class Sink:
 class ShardWriter:
     """Ray Data UDF: writes each batch's rows to data/, rejected/ and errors/, returns one manifest row per shard."""
 
-    MANIFEST = pa.schema([("kind", pa.string()), ("path", pa.string()), ("rows", pa.int64()),
-                          ("prompt_tokens", pa.int64()), ("completion_tokens", pa.int64()),
-                          ("seed_ids", pa.list_(pa.string())), ("reasons", pa.string())])
+    MANIFEST = pa.schema(
+        [
+            ("kind", pa.string()),
+            ("path", pa.string()),
+            ("rows", pa.int64()),
+            ("prompt_tokens", pa.int64()),
+            ("completion_tokens", pa.int64()),
+            ("seed_ids", pa.list_(pa.string())),
+            ("reasons", pa.string()),
+        ]
+    )
 
     def __init__(self, *, uri: str, storage_options: dict[str, Any]) -> None:
         self.sink = Sink(uri, storage_options)
@@ -114,10 +122,15 @@ class ShardWriter:
             if reason_col:
                 for item in pc.value_counts(part[reason_col]).to_pylist():
                     reasons[str(item["values"])] = item["counts"]
-            manifest.append({
-                "kind": kind, "path": path, "rows": part.num_rows,
-                "prompt_tokens": pc.sum(part["prompt_tokens"]).as_py() or 0,
-                "completion_tokens": pc.sum(part["completion_tokens"]).as_py() or 0,
-                "seed_ids": pc.unique(part["seed_id"]).to_pylist(), "reasons": json.dumps(reasons),
-            })
+            manifest.append(
+                {
+                    "kind": kind,
+                    "path": path,
+                    "rows": part.num_rows,
+                    "prompt_tokens": pc.sum(part["prompt_tokens"]).as_py() or 0,
+                    "completion_tokens": pc.sum(part["completion_tokens"]).as_py() or 0,
+                    "seed_ids": pc.unique(part["seed_id"]).to_pylist(),
+                    "reasons": json.dumps(reasons),
+                }
+            )
         return pa.Table.from_pylist(manifest, schema=self.MANIFEST)

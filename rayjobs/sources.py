@@ -114,8 +114,10 @@ def seed_tables(source: Mapping[str, Any], block_rows: int = 1024) -> list[pa.Ta
     tables, ids, seeds, seen = [], [], [], set()
     for seed_id, seed in iter_seeds(source):
         if seed_id in seen:  # row ids derive from seed ids, so a repeated one would repeat output ids
-            raise ValueError(f"seed id {seed_id!r} appears more than once in source {source.get('uri') or 'builtin'}; "
-                             "ids must be unique (drop the id column to derive ids from file and line)")
+            raise ValueError(
+                f"seed id {seed_id!r} appears more than once in source {source.get('uri') or 'builtin'}; "
+                "ids must be unique (drop the id column to derive ids from file and line)"
+            )
         seen.add(seed_id)
         ids.append(seed_id)
         seeds.append(seed)

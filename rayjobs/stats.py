@@ -56,10 +56,18 @@ class RunStats:
 
     def to_dict(self, seeds_read: int) -> dict[str, Any]:
         return {
-            "seeds_read": seeds_read, "seeds_accounted": len(self.seeds), "generated": self.generated,
-            "kept": self.rows["data"], "rejected": self.rows["rejected"], "errors": self.rows["errors"],
-            "rejected_by": dict(self.rejected_by), "errors_by_stage": dict(self.errors_by_stage),
-            "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
-            "wall_s": round(self.wall_s, 3), "completion_tokens_per_s": round(self.tokens_per_s, 2),
-            "shards": self.shards, "timeline": [[round(t, 2), tok, rows] for t, tok, rows in self.timeline],
+            "seeds_read": seeds_read,
+            "seeds_accounted": len(self.seeds),
+            "generated": self.generated,
+            "kept": self.rows["data"],
+            "rejected": self.rows["rejected"],
+            "errors": self.rows["errors"],
+            "rejected_by": dict(self.rejected_by),
+            "errors_by_stage": dict(self.errors_by_stage),
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "wall_s": round(self.wall_s, 3),
+            "completion_tokens_per_s": round(self.tokens_per_s, 2),
+            "shards": self.shards,
+            "timeline": [[round(t, 2), tok, rows] for t, tok, rows in self.timeline],
         }

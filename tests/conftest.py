@@ -36,8 +36,7 @@ def dry_config(tmp_path):
     """A fast config: dry-run engine, built-in seeds, local sink under tmp_path."""
 
     def build(*overrides: str) -> dict[str, Any]:
-        return make_config(["model=dry_run", f"sink.uri={tmp_path / 'out'}", "cluster.progress_bars=false",
-                            *overrides])
+        return make_config(["model=dry_run", f"sink.uri={tmp_path / 'out'}", "cluster.progress_bars=false", *overrides])
 
     return build
 

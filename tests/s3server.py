@@ -12,8 +12,19 @@ import time
 from contextlib import closing, contextmanager
 from pathlib import Path
 
-PORT_FLAGS = ("master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port",
-              "filer.port.grpc", "s3.port", "s3.port.grpc", "s3.port.iceberg", "s3.port.lance", "metricsPort")
+PORT_FLAGS = (
+    "master.port",
+    "master.port.grpc",
+    "volume.port",
+    "volume.port.grpc",
+    "filer.port",
+    "filer.port.grpc",
+    "s3.port",
+    "s3.port.grpc",
+    "s3.port.iceberg",
+    "s3.port.lance",
+    "metricsPort",
+)
 ACCESS_KEY, SECRET_KEY = "synthray-test-key", "synthray-test-secret"  # SeaweedFS without IAM accepts any pair
 
 
@@ -36,8 +47,17 @@ def seaweedfs(workdir: Path, startup_timeout: float = 60.0):
     ports = {flag: _free_port() for flag in PORT_FLAGS}
     data = workdir / "weed-data"
     data.mkdir(parents=True, exist_ok=True)
-    args = [weed_binary(), "server", f"-dir={data}", "-s3", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-            "-master.volumeSizeLimitMB=64", "-volume.max=8", *(f"-{flag}={port}" for flag, port in ports.items())]
+    args = [
+        weed_binary(),
+        "server",
+        f"-dir={data}",
+        "-s3",
+        "-ip=127.0.0.1",
+        "-ip.bind=127.0.0.1",
+        "-master.volumeSizeLimitMB=32",
+        "-volume.max=64",
+        *(f"-{flag}={port}" for flag, port in ports.items()),
+    ]
     endpoint = f"http://127.0.0.1:{ports['s3.port']}"
     with open(workdir / "weed.log", "wb") as log:
         proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)

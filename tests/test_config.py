@@ -22,8 +22,9 @@ def _options(group: str) -> list[str]:
     return sorted(p.stem for p in (Path(CONF) / group).glob("*.yaml"))
 
 
-@pytest.mark.parametrize("model,recipe,filters", list(itertools.product(
-    _options("model"), _options("recipe"), _options("filters"))))
+@pytest.mark.parametrize(
+    "model,recipe,filters", list(itertools.product(_options("model"), _options("recipe"), _options("filters")))
+)
 def test_every_combination_composes_and_builds(model, recipe, filters):
     cfg = make_config([f"model={model}", f"recipe={recipe}", f"filters={filters}"])
     built = build_recipe(cfg["recipe"])
@@ -56,12 +57,20 @@ def test_gpu_models_ask_for_tensor_parallel_gpus():
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "rayjobs.generate", *args], cwd=REPO, capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "rayjobs.generate", *args], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
 
 
-@pytest.mark.parametrize("override,choice", [("recipe=nope", "self_instruct"), ("model=nope", "smollm2_cpu"),
-                                             ("filters=nope", "default"), ("sink=nope", "local")])
+@pytest.mark.parametrize(
+    "override,choice",
+    [
+        ("recipe=nope", "self_instruct"),
+        ("model=nope", "smollm2_cpu"),
+        ("filters=nope", "default"),
+        ("sink=nope", "local"),
+    ],
+)
 def test_bad_group_option_fails_fast_listing_choices(override, choice):
     started = time.time()
     result = _cli(override)

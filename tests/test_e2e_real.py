@@ -22,10 +22,23 @@ SEEDS = 16
 def real_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("real") / "run"
     result = subprocess.run(
-        [sys.executable, "-m", "rayjobs.generate", "run.name=e2e-real", f"sink.uri={out}",
-         f"source.limit={SEEDS}", "recipe.samples_per_seed=2", "model.sampling.max_tokens=128",
-         "recipe.answer_sampling.max_tokens=128", "cluster.progress_bars=false"],
-        cwd=REPO, capture_output=True, text=True, timeout=900)
+        [
+            sys.executable,
+            "-m",
+            "rayjobs.generate",
+            "run.name=e2e-real",
+            f"sink.uri={out}",
+            f"source.limit={SEEDS}",
+            "recipe.samples_per_seed=2",
+            "model.sampling.max_tokens=128",
+            "recipe.answer_sampling.max_tokens=128",
+            "cluster.progress_bars=false",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert result.returncode == 0, result.stderr[-4000:]
     return out, result
 
@@ -50,8 +63,18 @@ def test_schema_and_coherent_text(real_run):
     out, _ = real_run
     data = _table(out, "data")
     assert data is not None and data.num_rows >= SEEDS  # 2 samples per seed, most survive the filters
-    for column in ("id", "seed_id", "sample_index", "recipe", "model", "instruction", "response", "context_ids",
-                   "prompt_tokens", "completion_tokens"):
+    for column in (
+        "id",
+        "seed_id",
+        "sample_index",
+        "recipe",
+        "model",
+        "instruction",
+        "response",
+        "context_ids",
+        "prompt_tokens",
+        "completion_tokens",
+    ):
         assert column in data.column_names, column
     rows = data.to_pylist()
     assert all(r["recipe"] == "self_instruct" and r["model"] == "SmolLM2-135M-Instruct" for r in rows)

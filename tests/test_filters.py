@@ -13,8 +13,13 @@ from rayjobs.rows import row_schema
 
 
 def _row(instruction: str, response: str, status: str = "ok") -> dict:
-    return {"id": instruction + response, "seed_id": "s", "instruction": instruction, "response": response,
-            "status": status}
+    return {
+        "id": instruction + response,
+        "seed_id": "s",
+        "instruction": instruction,
+        "response": response,
+        "status": status,
+    }
 
 
 def test_length_bounds_name_field_and_direction():
@@ -41,8 +46,10 @@ def test_normalize_ignores_case_punctuation_and_spacing():
 
 def test_exact_dedup_is_global_across_filter_instances(ray_session):
     shards = start_shards(3)
-    a, b = ExactDedupFilter(fields=["instruction"], shards=shards), ExactDedupFilter(fields=["instruction"],
-                                                                                     shards=shards)
+    a, b = (
+        ExactDedupFilter(fields=["instruction"], shards=shards),
+        ExactDedupFilter(fields=["instruction"], shards=shards),
+    )
     first = a.keep_batch([_row("Write a poem.", "r1"), _row("write a POEM", "r2"), _row("Other task", "r3")])
     assert first == [(True, None), (False, "duplicate"), (True, None)]
     # A second worker holding the same shard handles sees what the first one kept.
@@ -52,9 +59,13 @@ def test_exact_dedup_is_global_across_filter_instances(ray_session):
 def test_filter_stage_applies_steps_in_order_and_records_rejects(ray_session):
     steps = {"length": {"min_chars": 5, "fields": ["response"]}, "refusal": {}, "exact_dedup": {}}
     schema = row_schema({"instruction": pa.string(), "response": pa.string()})
-    rows = [_row("Task one here", "a fine answer"), _row("Task two here", "no"),
-            _row("Task three", "As an AI I refuse"), _row("task ONE here", "another fine answer"),
-            {**_row("bad seed", ""), "status": "error", "stage": "input", "error": "x"}]
+    rows = [
+        _row("Task one here", "a fine answer"),
+        _row("Task two here", "no"),
+        _row("Task three", "As an AI I refuse"),
+        _row("task ONE here", "another fine answer"),
+        {**_row("bad seed", ""), "status": "error", "stage": "input", "error": "x"},
+    ]
     actor = FilterActor(steps=steps, text_fields=["instruction", "response"], shards=start_filter_state(steps))
     out = actor(pa.Table.from_pylist(rows, schema=schema)).to_pylist()
     assert [r["status"] for r in out] == ["ok", "rejected", "rejected", "ok", "error"]

@@ -24,8 +24,18 @@ def test_dry_run_writes_the_documented_layout(ray_session, dry_config):
     for name in ("run.json", "report.html", "README.md", "_SUCCESS"):
         assert sink.exists(name), name
     data = _read(uri, "data")
-    assert {"id", "seed_id", "sample_index", "recipe", "model", "instruction", "response", "context_ids",
-            "prompt_tokens", "completion_tokens"} <= set(data.column_names)
+    assert {
+        "id",
+        "seed_id",
+        "sample_index",
+        "recipe",
+        "model",
+        "instruction",
+        "response",
+        "context_ids",
+        "prompt_tokens",
+        "completion_tokens",
+    } <= set(data.column_names)
     assert "status" not in data.column_names and "error" not in data.column_names
     ids = data["id"].to_pylist()
     assert len(ids) == len(set(ids)) == 30
@@ -50,13 +60,18 @@ def test_finished_run_is_not_overwritten_by_default(ray_session, dry_config):
 
 def test_bad_rows_go_to_errors_and_every_seed_is_accounted(ray_session, dry_config, tmp_path):
     seeds = tmp_path / "seeds.jsonl"
-    seeds.write_text("\n".join([
-        json.dumps({"id": "good", "instruction": "Write a limerick about cats."}),
-        json.dumps({"id": "no-instruction", "input": "x"}),
-        json.dumps({"id": "wrong-type", "instruction": 42}),
-        '{"id": "truncated", "instr',
-        json.dumps({"id": "dup-text", "instruction": "Write a limerick about cats."}),
-    ]) + "\n")
+    seeds.write_text(
+        "\n".join(
+            [
+                json.dumps({"id": "good", "instruction": "Write a limerick about cats."}),
+                json.dumps({"id": "no-instruction", "input": "x"}),
+                json.dumps({"id": "wrong-type", "instruction": 42}),
+                '{"id": "truncated", "instr',
+                json.dumps({"id": "dup-text", "instruction": "Write a limerick about cats."}),
+            ]
+        )
+        + "\n"
+    )
     config = dry_config("source=jsonl", f"source.uri={seeds}", "recipe.samples_per_seed=1")
     result = run(config)
     errors = _read(config["sink"]["uri"], "errors").to_pylist()

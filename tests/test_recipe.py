@@ -20,16 +20,19 @@ def test_builtin_seed_set_has_at_least_20_distinct_tasks():
     assert all(t["instruction"].strip() and "output" in t for t in tasks)
 
 
-@pytest.mark.parametrize("raw,expected", [
-    ("Write a poem about the sea.", "Write a poem about the sea."),
-    ("Task 4: Describe how rain forms.\nMore text", "Describe how rain forms."),
-    ("  \n4. List three uses of copper.", "List three uses of copper."),
-    ('New task: "Explain photosynthesis simply."', "Explain photosynthesis simply."),
-    ("- Name two rivers in Africa.", "Name two rivers in Africa."),
-    ("Here's a new task for you:\n\nPlan a picnic menu for six.", "Plan a picnic menu for six."),
-    ("Hi.", None),
-    ("", None),
-])
+@pytest.mark.parametrize(
+    "raw,expected",
+    [
+        ("Write a poem about the sea.", "Write a poem about the sea."),
+        ("Task 4: Describe how rain forms.\nMore text", "Describe how rain forms."),
+        ("  \n4. List three uses of copper.", "List three uses of copper."),
+        ('New task: "Explain photosynthesis simply."', "Explain photosynthesis simply."),
+        ("- Name two rivers in Africa.", "Name two rivers in Africa."),
+        ("Here's a new task for you:\n\nPlan a picnic menu for six.", "Plan a picnic menu for six."),
+        ("Hi.", None),
+        ("", None),
+    ],
+)
 def test_parse_instruction(raw, expected):
     assert parse_instruction(raw) == expected
 
@@ -52,8 +55,9 @@ def test_seed_text_is_never_rendered_as_a_template():
 
 def test_prompt_shows_numbered_examples_with_inputs():
     recipe = SelfInstruct(num_examples=2, pool=[{"id": "a", "instruction": "Add the numbers.", "input": "2 and 3"}])
-    [message] = recipe.instruction_messages(recipe.examples_for({"id": "s", "instruction": "Say hi."},
-                                                                random.Random(1)))
+    [message] = recipe.instruction_messages(
+        recipe.examples_for({"id": "s", "instruction": "Say hi."}, random.Random(1))
+    )
     assert "Add the numbers.\nInput: 2 and 3" in message["content"]
     assert "1. " in message["content"] and "2. " in message["content"]
 
@@ -104,10 +108,18 @@ def test_dry_engine_is_deterministic_and_honours_n_and_schema():
 def test_template_fills_placeholders_once_and_emits_n_samples():
     from generation.recipes.template import Template, fill
 
-    assert fill("Q: {instruction} / {missing}", {"instruction": "say {missing} ${oc.env:HOME}"}) == \
-        "Q: say {missing} ${oc.env:HOME} / "
-    recipe = build_recipe({"name": "template", "messages": [{"role": "user", "content": "Answer: {instruction}"}],
-                           "n": 3, "output": "answer"})
+    assert (
+        fill("Q: {instruction} / {missing}", {"instruction": "say {missing} ${oc.env:HOME}"})
+        == "Q: say {missing} ${oc.env:HOME} / "
+    )
+    recipe = build_recipe(
+        {
+            "name": "template",
+            "messages": [{"role": "user", "content": "Answer: {instruction}"}],
+            "n": 3,
+            "output": "answer",
+        }
+    )
     assert isinstance(recipe, Template) and recipe.required_fields == ("instruction",)
     samples = asyncio.run(recipe.run({"instruction": "why?"}, DryRunEngine(), random.Random(0)))
     assert len(samples) == 3 and all(s.fields["answer"] for s in samples)

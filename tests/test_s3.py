@@ -20,8 +20,13 @@ def test_s3_source_and_sink_round_trip(ray_session, s3_endpoint, dry_config):
     fs.pipe("synthray-test/seeds/part-0.jsonl", "\n".join(json.dumps(s) for s in seeds).encode())
     fs.pipe("synthray-test/seeds/_SUCCESS", b"")  # bookkeeping beside the data is skipped
 
-    config = dry_config("source=jsonl", "source.uri=s3://synthray-test/seeds/", "sink=s3",
-                        "sink.uri=s3://synthray-test/runs/r1", "run.name=s3-run")
+    config = dry_config(
+        "source=jsonl",
+        "source.uri=s3://synthray-test/seeds/",
+        "sink=s3",
+        "sink.uri=s3://synthray-test/runs/r1",
+        "run.name=s3-run",
+    )
     assert config["sink"]["endpoint_url"] == s3_endpoint
     result = run(config)
     assert result.summary["seeds_accounted"] == 12
@@ -41,8 +46,13 @@ def test_model_weights_download_once_from_s3(s3_endpoint, tmp_path):
 
     fs = s3fs.S3FileSystem(endpoint_url=s3_endpoint, skip_instance_cache=True)
     fs.mkdir("synthray-models")
-    fs.pipe({"synthray-models/tiny/config.json": b'{"a": 1}', "synthray-models/tiny/sub/w.bin": b"\x00" * 1024,
-             "synthray-models/tiny/.hidden": b"skip"})
+    fs.pipe(
+        {
+            "synthray-models/tiny/config.json": b'{"a": 1}',
+            "synthray-models/tiny/sub/w.bin": b"\x00" * 1024,
+            "synthray-models/tiny/.hidden": b"skip",
+        }
+    )
     options = {"endpoint_url": s3_endpoint}
     local = resolve_model("s3://synthray-models/tiny", str(tmp_path), options)
     assert (tmp_path / "remote").exists() and local.startswith(str(tmp_path))

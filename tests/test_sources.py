@@ -48,8 +48,9 @@ def test_broken_json_line_travels_raw_for_an_error_row(tmp_path):
 
 def test_parquet_source_and_column_mapping(tmp_path):
     pq.write_table(pa.table({"prompt": ["p1", "p2"], "n": [1, 2]}), tmp_path / "s.parquet")
-    seeds = list(iter_seeds({"kind": "parquet", "uri": str(tmp_path / "s.parquet"),
-                             "columns": {"prompt": "instruction"}}))
+    seeds = list(
+        iter_seeds({"kind": "parquet", "uri": str(tmp_path / "s.parquet"), "columns": {"prompt": "instruction"}})
+    )
     assert [json.loads(s)["instruction"] for _, s in seeds] == ["p1", "p2"]
 
 

@@ -20,6 +20,7 @@ from generation.seeds import builtin_seed_tasks
 
 _PREFIX = re.compile(r"^\s*(?:(?:new\s+)?(?:task|instruction)\s*\d*\s*[:.\-)]|\d+\s*[.):\-]|[-*•])\s*", re.IGNORECASE)
 
+
 def parse_instruction(text: str, min_words: int = 3) -> str | None:
     """The task in a model reply: the first line that is not a lead-in ("Here's a new task:"), with list
     numbering, a "Task:" label and wrapping quotes removed; None when no line has ``min_words`` words."""
@@ -37,16 +38,17 @@ def format_task(task: dict[str, Any]) -> str:
     extra = str(task.get("input") or "").strip()
     return f"{text}\nInput: {extra}" if extra else text
 
+
 class SelfInstruct:
     """Args:
-        num_examples: in-context tasks per request: the seed's own task plus ``num_examples - 1`` from the pool.
-        samples_per_seed: new instructions generated per seed, each with a fresh draw of examples.
-        pool: tasks the in-context examples are drawn from (list of dicts); None means the built-in seed tasks.
-        instruction_prompt: user message asking for a new task; ``{examples}`` is replaced by the numbered tasks.
-        answer_system: system message for the answering call (empty for none).
-        instruction_sampling: sampling for the instruction call.
-        answer_sampling: sampling for the answer call.
-        min_instruction_words: a parsed instruction with fewer words is an unparsable output.
+    num_examples: in-context tasks per request: the seed's own task plus ``num_examples - 1`` from the pool.
+    samples_per_seed: new instructions generated per seed, each with a fresh draw of examples.
+    pool: tasks the in-context examples are drawn from (list of dicts); None means the built-in seed tasks.
+    instruction_prompt: user message asking for a new task; ``{examples}`` is replaced by the numbered tasks.
+    answer_system: system message for the answering call (empty for none).
+    instruction_sampling: sampling for the instruction call.
+    answer_sampling: sampling for the answer call.
+    min_instruction_words: a parsed instruction with fewer words is an unparsable output.
     """
 
     name: ClassVar[str] = "self_instruct"
@@ -58,10 +60,17 @@ class SelfInstruct:
     text_fields: ClassVar[tuple[str, ...]] = ("instruction", "response")
     required_fields: ClassVar[tuple[str, ...]] = ("instruction",)
 
-    def __init__(self, num_examples: int = 3, samples_per_seed: int = 1, pool: list[dict] | None = None,
-                 instruction_prompt: str = "Here are some tasks:\n{examples}\nWrite one new task.",
-                 answer_system: str = "", instruction_sampling: dict | None = None,
-                 answer_sampling: dict | None = None, min_instruction_words: int = 3) -> None:
+    def __init__(
+        self,
+        num_examples: int = 3,
+        samples_per_seed: int = 1,
+        pool: list[dict] | None = None,
+        instruction_prompt: str = "Here are some tasks:\n{examples}\nWrite one new task.",
+        answer_system: str = "",
+        instruction_sampling: dict | None = None,
+        answer_sampling: dict | None = None,
+        min_instruction_words: int = 3,
+    ) -> None:
         if num_examples < 1:
             raise ValueError(f"recipe.num_examples must be >= 1, got {num_examples}")
         if samples_per_seed < 1:

@@ -24,17 +24,18 @@ def fill(template: str, values: dict[str, Any]) -> str:
 
 class Template:
     """Args:
-        messages: chat messages (``role``, ``content``) whose ``{field}`` placeholders name seed fields.
-        n: completions per seed; each becomes a sample.
-        sampling: sampling for the call (merged over the model's defaults).
-        output: name of the column holding the completion.
+    messages: chat messages (``role``, ``content``) whose ``{field}`` placeholders name seed fields.
+    n: completions per seed; each becomes a sample.
+    sampling: sampling for the call (merged over the model's defaults).
+    output: name of the column holding the completion.
     """
 
     name: ClassVar[str] = "template"
     required_fields: tuple[str, ...]
 
-    def __init__(self, messages: list[dict[str, str]], n: int = 1, sampling: dict | None = None,
-                 output: str = "response") -> None:
+    def __init__(
+        self, messages: list[dict[str, str]], n: int = 1, sampling: dict | None = None, output: str = "response"
+    ) -> None:
         if not messages or any(set(m) != {"role", "content"} for m in messages):
             raise ValueError("recipe.messages must be a non-empty list of {role, content} mappings")
         if n < 1:

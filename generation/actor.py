@@ -17,7 +17,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from generation.engine import build_engine
+from generation.engine import EngineUnavailable, build_engine
 from generation.recipes import Sample, build_recipe
 
 
@@ -51,9 +51,9 @@ class GenerateActor:
 
     def __del__(self) -> None:
         # Ray Data drops the UDF at graceful pool shutdown; stopping the engine here avoids a dead-engine error.
-        engine = getattr(self, "engine", None)
-        if engine is not None:
-            engine.shutdown()
+        shutdown = getattr(getattr(self, "engine", None), "shutdown", None)
+        if shutdown is not None:
+            shutdown()
 
     async def __call__(self, batch: pa.Table) -> pa.Table:
         per_seed = await asyncio.gather(*(self.run_seed_row(row) for row in batch.to_pylist()))
@@ -92,6 +92,8 @@ class GenerateActor:
         rng = random.Random(f"{self.run_seed}\x00{seed_id}")
         try:
             samples = await self.recipe.run(seed, self.engine, rng)
+        except EngineUnavailable:
+            raise  # the task fails and Ray Data retries the batch; the seeds did nothing wrong
         except Exception as exc:  # a recipe bug on one seed must not lose the other seeds of the batch
             return [self._error(seed_id, 0, "recipe", f"{type(exc).__name__}: {exc}", seed_json)]
         if not samples:

@@ -34,6 +34,10 @@ SAMPLING_KEYS = (
 )
 
 
+class EngineUnavailable(RuntimeError):
+    """The engine itself died: no seed is at fault, so the batch must be retried, never recorded as errors."""
+
+
 @dataclass
 class Completion:
     """Result of one engine call: ``n`` texts, token counts, or an error as a value."""
@@ -200,6 +204,8 @@ class VLLMEngine:
     async def _run(
         self, token_ids: list[int], n: int, json_schema: dict | None, sampling: dict[str, Any]
     ) -> Completion:
+        from vllm.v1.engine.exceptions import EngineDeadError
+
         if len(token_ids) >= self.max_model_len:
             return Completion(
                 prompt_tokens=len(token_ids),
@@ -212,6 +218,8 @@ class VLLMEngine:
                 {"prompt_token_ids": token_ids}, params, f"synthray-{os.getpid()}-{next(self._ids)}"
             ):
                 final = output
+        except EngineDeadError as exc:
+            raise EngineUnavailable(f"vLLM engine died: {exc}") from exc
         except (ValueError, TypeError) as exc:  # vLLM's per-request validation errors
             return Completion(prompt_tokens=len(token_ids), error=f"{type(exc).__name__}: {exc}")
         outs = sorted(final.outputs, key=lambda o: o.index)

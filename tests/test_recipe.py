@@ -125,3 +125,29 @@ def test_template_fills_placeholders_once_and_emits_n_samples():
     assert len(samples) == 3 and all(s.fields["answer"] for s in samples)
     with pytest.raises(ValueError, match="recipe.messages"):
         Template(messages=[{"role": "user"}])
+
+
+def test_dead_engine_fails_the_batch_instead_of_blaming_seeds():
+    import pyarrow as pa
+
+    from generation.actor import GenerateActor
+    from generation.engine import EngineUnavailable
+    from rayjobs.rows import SEED_SCHEMA, row_schema
+
+    class _Dead:
+        model_name = "dead"
+
+        async def chat(self, messages, **kw):
+            raise EngineUnavailable("engine died")
+
+    actor = GenerateActor(
+        model={"engine": "dry_run", "name": "x"},
+        recipe={"name": "self_instruct"},
+        run_name="r",
+        run_seed=0,
+        schema=row_schema(SelfInstruct.columns),
+    )
+    actor.engine = _Dead()
+    seeds = pa.table([["a"], ['{"instruction": "Say hi to me."}']], schema=SEED_SCHEMA)
+    with pytest.raises(EngineUnavailable):
+        asyncio.run(actor(seeds))

@@ -104,4 +104,7 @@ class GenerateActor:
         tokens = {"prompt_tokens": sample.prompt_tokens, "completion_tokens": sample.completion_tokens}
         if sample.error is not None:
             return self._error(seed_id, index, sample.stage, sample.error, seed_json, **sample.fields, **tokens)
+        if sample.reject_reason is not None:  # the recipe's own check (a verifier, a self-correction) said no
+            return self._row(seed_id, index, status="rejected", rejected_by=self.recipe.name,
+                             reject_reason=sample.reject_reason, **sample.fields, **tokens)
         return self._row(seed_id, index, status="ok", **sample.fields, **tokens)

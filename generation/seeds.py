@@ -1,4 +1,4 @@
-"""The built-in seed tasks shipped in the package (instruction / input / output rows with an ``id``)."""
+"""Small seed sets shipped in the package, one per kind of recipe input (``generation/data/<name>.jsonl``)."""
 
 from __future__ import annotations
 
@@ -6,10 +6,22 @@ import json
 from functools import cache
 from importlib import resources
 
-BUILTIN_SEEDS = "seed_tasks.jsonl"
+DEFAULT_SET = "seed_tasks"
+
+
+def builtin_sets() -> list[str]:
+    folder = resources.files("generation").joinpath("data")
+    return sorted(p.name.removesuffix(".jsonl") for p in folder.iterdir() if p.name.endswith(".jsonl"))
 
 
 @cache
-def builtin_seed_tasks() -> tuple[dict, ...]:
-    text = resources.files("generation").joinpath("data", BUILTIN_SEEDS).read_text(encoding="utf-8")
+def builtin_seeds(name: str = DEFAULT_SET) -> tuple[dict, ...]:
+    """Rows of the built-in set ``name``; each has a unique ``id``."""
+    if name not in builtin_sets():
+        raise ValueError(f"unknown built-in seed set {name!r}; valid choices: {builtin_sets()}")
+    text = resources.files("generation").joinpath("data", f"{name}.jsonl").read_text(encoding="utf-8")
     return tuple(json.loads(line) for line in text.splitlines() if line.strip())
+
+
+def builtin_seed_tasks() -> tuple[dict, ...]:
+    return builtin_seeds(DEFAULT_SET)

@@ -16,7 +16,7 @@ import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from generation.seeds import builtin_seed_tasks
+from generation.seeds import DEFAULT_SET, builtin_seeds
 from rayjobs.rows import SEED_SCHEMA
 
 FORMATS = {"jsonl": (".jsonl", ".json", ".jsonl.gz"), "parquet": (".parquet",)}
@@ -83,8 +83,8 @@ def iter_seeds(source: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
         raise ValueError(f"source.limit must be >= 0 or null, got {limit}")
     count = 0
     if kind == "builtin":
-        rows: Iterator = ((task["id"], task) for task in builtin_seed_tasks())
-        for seed_id, task in rows:
+        for task in builtin_seeds(source.get("dataset") or DEFAULT_SET):
+            seed_id = str(task["id"])
             if limit is not None and count >= limit:
                 return
             count += 1

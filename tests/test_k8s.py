@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import shlex
 from pathlib import Path
 
@@ -16,6 +17,7 @@ MANIFESTS = sorted((REPO / "k8s").glob("*.yaml"))
 CRDS = {"RayJob": "ray.io_rayjobs.yaml", "RayCluster": "ray.io_rayclusters.yaml"}
 
 
+@functools.cache
 def _schema(kind: str, version: str) -> dict:
     for doc in yaml.safe_load_all((SCHEMAS / CRDS[kind]).read_text()):
         for v in doc["spec"]["versions"]:

@@ -106,20 +106,14 @@ def test_dry_engine_is_deterministic_and_honours_n_and_schema():
 
 
 def test_template_fills_placeholders_once_and_emits_n_samples():
-    from generation.recipes.template import Template, fill
+    from generation.recipes.base import render
+    from generation.recipes.template import Template
 
-    assert (
-        fill("Q: {instruction} / {missing}", {"instruction": "say {missing} ${oc.env:HOME}"})
-        == "Q: say {missing} ${oc.env:HOME} / "
-    )
-    recipe = build_recipe(
-        {
-            "name": "template",
-            "messages": [{"role": "user", "content": "Answer: {instruction}"}],
-            "n": 3,
-            "output": "answer",
-        }
-    )
+    assert render("Q: {instruction}", instruction="say {missing} ${oc.env:HOME}") == "Q: say {missing} ${oc.env:HOME}"
+    with pytest.raises(ValueError, match="names {missing}"):
+        render("{missing}", instruction="x")
+    messages = [{"role": "user", "content": "Answer: {instruction}"}]
+    recipe = build_recipe({"name": "template", "messages": messages, "n": 3, "output": "answer"})
     assert isinstance(recipe, Template) and recipe.required_fields == ("instruction",)
     samples = asyncio.run(recipe.run({"instruction": "why?"}, DryRunEngine(), random.Random(0)))
     assert len(samples) == 3 and all(s.fields["answer"] for s in samples)

@@ -14,6 +14,7 @@ RECIPES: dict[str, type] = {cls.name: cls for cls in (SelfInstruct, Template)}
 def build_recipe(config: dict[str, Any]) -> Recipe:
     params = dict(config)
     name = params.pop("name", None)
+    params.pop("builtin_seeds", None)  # read by source=builtin, not by the recipe
     if name not in RECIPES:
         raise ValueError(f"unknown recipe {name!r}; valid choices: {sorted(RECIPES)}")
     try:

@@ -1,8 +1,16 @@
-"""What a recipe is: an async program run once per seed against the engine client, emitting samples."""
+"""What a recipe is: an async program run once per seed against the engine client, emitting samples.
+
+Helpers here keep each recipe short: ``render`` fills prompt templates (seed text is inserted as a value and never
+scanned again), ``parse_json`` reads JSON out of model text, and ``Sample.ask`` makes a call, books its tokens and
+turns an engine error into ``StepFailed``, which ``attempt`` converts into a failed sample.
+"""
 
 from __future__ import annotations
 
+import json
 import random
+import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
@@ -10,16 +18,68 @@ import pyarrow as pa
 
 from generation.engine import Completion, EngineClient
 
+_PLACEHOLDER = re.compile(r"\{(\w+)\}")
+
+
+def render(template: str, **values: Any) -> str:
+    """``template`` with each ``{name}`` replaced by ``values[name]`` in one pass; a missing name is an error."""
+
+    def value(match: re.Match) -> str:
+        name = match.group(1)
+        if name not in values:
+            raise ValueError(f"prompt template names {{{name}}} but only {sorted(values)} are available")
+        return str(values[name])
+
+    return _PLACEHOLDER.sub(value, template)
+
+
+def placeholders(template: str) -> list[str]:
+    return list(dict.fromkeys(_PLACEHOLDER.findall(template)))
+
+
+def parse_json(text: str) -> Any | None:
+    """The first JSON object or array in ``text`` (models wrap JSON in prose or code fences); None if there is none."""
+    text = text.strip()
+    try:
+        return json.loads(text)
+    except ValueError:
+        pass
+    decoder = json.JSONDecoder()
+    for start, char in enumerate(text):
+        if char in "[{":
+            try:
+                return decoder.raw_decode(text, start)[0]
+            except ValueError:
+                continue
+    return None
+
+
+def user(content: str, system: str = "") -> list[dict[str, str]]:
+    return ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": content}]
+
+
+class StepFailed(Exception):
+    """A step of a recipe could not go on: ``stage`` (engine, parse, ...) and why."""
+
+    def __init__(self, stage: str, error: str) -> None:
+        super().__init__(error)
+        self.stage, self.error = stage, error
+
 
 @dataclass
 class Sample:
-    """One output of a recipe for one seed: its own fields, tokens spent on it, or the error that ended it."""
+    """One output of a recipe for one seed: its own fields, tokens spent on it, and how it ended.
+
+    A sample ends ok, failed (``error`` set: it goes to errors/) or rejected by the recipe's own check
+    (``reject_reason`` set: it goes to rejected/ with ``rejected_by`` = the recipe's name).
+    """
 
     fields: dict[str, Any] = field(default_factory=dict)
     prompt_tokens: int = 0
     completion_tokens: int = 0
     error: str | None = None
     stage: str = "recipe"
+    reject_reason: str | None = None
 
     def spend(self, completion: Completion) -> Completion:
         """Add a call's tokens to this sample and hand the completion back, so calls read as one line."""
@@ -27,9 +87,42 @@ class Sample:
         self.completion_tokens += completion.completion_tokens
         return completion
 
+    async def ask(self, engine: EngineClient, messages: list[dict[str, str]], **kwargs: Any) -> Completion:
+        """One chat call whose tokens count for this sample; an engine error raises ``StepFailed``."""
+        done = self.spend(await engine.chat(messages, **kwargs))
+        if not done.ok:
+            raise StepFailed("engine", done.error or "engine call failed")
+        return done
+
+    async def ask_json(self, engine: EngineClient, messages: list[dict[str, str]], schema: dict,
+                       **kwargs: Any) -> Any:
+        """A schema-constrained call, parsed; unusable output raises ``StepFailed("parse", ...)``."""
+        done = await self.ask(engine, messages, json_schema=schema, **kwargs)
+        value = parse_json(done.text)
+        if value is None:
+            raise StepFailed("parse", f"no JSON in model output: {done.text[:200]!r}")
+        return value
+
     def fail(self, stage: str, error: str) -> Sample:
         self.stage, self.error = stage, error
         return self
+
+    def reject(self, reason: str) -> Sample:
+        self.reject_reason = reason
+        return self
+
+
+async def attempt(sample: Sample, step: Callable[[Sample], Awaitable[Sample | None]]) -> Sample:
+    """Run ``step`` on ``sample``; a ``StepFailed`` becomes a failed sample instead of an exception."""
+    try:
+        return await step(sample) or sample
+    except StepFailed as failed:
+        return sample.fail(failed.stage, failed.error)
+
+
+def field_text(seed: dict[str, Any], name: str) -> str:
+    value = seed.get(name)
+    return value.strip() if isinstance(value, str) else ""
 
 
 class Recipe(Protocol):
@@ -40,8 +133,8 @@ class Recipe(Protocol):
     """
 
     name: ClassVar[str]
-    columns: ClassVar[dict[str, pa.DataType]]
-    text_fields: ClassVar[tuple[str, ...]]
-    required_fields: ClassVar[tuple[str, ...]]
+    columns: dict[str, pa.DataType]
+    text_fields: tuple[str, ...]
+    required_fields: tuple[str, ...]
 
     async def run(self, seed: dict[str, Any], engine: EngineClient, rng: random.Random) -> list[Sample]: ...

@@ -1,0 +1,95 @@
+"""Run-wide state that recipes share across all engine actors: growing pools, once-per-run results, artifacts.
+
+On Ray it lives in one actor per run; in unit tests (no Ray) in this process. Recipes only see ``SharedState``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from typing import Any
+
+import ray
+
+
+@ray.remote(num_cpus=0)
+class RunStateActor:
+    def __init__(self) -> None:
+        self._values: dict[str, Any] = {}
+        self._lists: dict[str, list] = {}
+        self._claimed: set[str] = set()
+
+    def claim(self, key: str) -> bool:
+        """True for the first caller only: that caller computes ``key``; the others wait for ``get``."""
+        if key in self._claimed:
+            return False
+        self._claimed.add(key)
+        return True
+
+    def put(self, key: str, value: Any) -> None:
+        self._values[key] = value
+
+    def get(self, key: str) -> Any:
+        return self._values.get(key)
+
+    def extend(self, key: str, items: list, cap: int | None) -> int:
+        pool = self._lists.setdefault(key, [])
+        room = len(items) if cap is None else max(0, cap - len(pool))
+        pool.extend(items[:room])
+        return len(pool)
+
+    def sample(self, key: str, k: int, seed: int) -> list:
+        pool = self._lists.get(key, [])
+        return random.Random(seed).sample(pool, min(k, len(pool)))
+
+    def values(self) -> dict[str, Any]:
+        return dict(self._values)
+
+
+class _LocalState:
+    """The same calls as ``RunStateActor``, in this process (unit tests, dry runs without Ray)."""
+
+    def __init__(self) -> None:
+        self._impl = RunStateActor.__ray_actor_class__()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._impl, name)
+
+
+class SharedState:
+    """What a recipe sees: async calls on run-wide state, local or backed by a ``RunStateActor``."""
+
+    def __init__(self, handle: Any = None) -> None:
+        self._handle = handle
+        self._local = _LocalState() if handle is None else None
+
+    async def _call(self, method: str, *args: Any) -> Any:
+        if self._local is not None:
+            return getattr(self._local, method)(*args)
+        return await getattr(self._handle, method).remote(*args)
+
+    async def extend(self, key: str, items: list, cap: int | None = None) -> int:
+        return await self._call("extend", key, items, cap)
+
+    async def sample(self, key: str, k: int, seed: int) -> list:
+        return await self._call("sample", key, k, seed)
+
+    async def put(self, key: str, value: Any) -> None:
+        await self._call("put", key, value)
+
+    async def compute_once(self, key: str, compute, poll_s: float = 0.5, timeout_s: float = 3600) -> Any:
+        """The run-wide value of ``key``: the first caller computes it, every other caller waits for it."""
+        if await self._call("claim", key):
+            value = await compute()
+            await self.put(key, value)
+            return value
+        waited = 0.0
+        while (value := await self._call("get", key)) is None:
+            if waited > timeout_s:
+                raise TimeoutError(f"waited {timeout_s:.0f} s for another worker to compute {key!r}")
+            await asyncio.sleep(poll_s)
+            waited += poll_s
+        return value
+
+    async def values(self) -> dict[str, Any]:
+        return await self._call("values")

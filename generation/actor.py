@@ -19,6 +19,7 @@ import pyarrow as pa
 
 from generation.engine import EngineUnavailable, build_engine
 from generation.recipes import Sample, build_recipe
+from generation.state import SharedState
 
 
 def sample_id(run_name: str, seed_id: str, index: int) -> str:
@@ -36,13 +37,23 @@ class GenerateActor:
     """
 
     def __init__(
-        self, *, model: dict[str, Any], recipe: dict[str, Any], run_name: str, run_seed: int, schema: pa.Schema
+        self,
+        *,
+        model: dict[str, Any],
+        recipe: dict[str, Any],
+        run_name: str,
+        run_seed: int,
+        schema: pa.Schema,
+        state: Any = None,
     ) -> None:
         started = time.perf_counter()
         # Engine settings (VLLM_CPU_KVCACHE_SPACE, ...) are set here rather than through a Ray runtime_env, which
         # would force a fresh worker process per actor; vLLM reads them at engine start and its processes inherit them.
         os.environ.update({k: str(v) for k, v in (model.get("env") or {}).items()})
         self.recipe = build_recipe(recipe)
+        bind_state = getattr(self.recipe, "bind_state", None)
+        if bind_state is not None:  # recipes with run-wide state (growing pools, once-per-run phases)
+            bind_state(SharedState(state))
         self.engine = build_engine(model, seed=run_seed)
         # Printed, not logged: Ray forwards actor stdout to the driver, so users see when generation can start.
         print(f"synthray: engine {model['name']} ready in {time.perf_counter() - started:.1f} s", flush=True)
@@ -105,6 +116,13 @@ class GenerateActor:
         if sample.error is not None:
             return self._error(seed_id, index, sample.stage, sample.error, seed_json, **sample.fields, **tokens)
         if sample.reject_reason is not None:  # the recipe's own check (a verifier, a self-correction) said no
-            return self._row(seed_id, index, status="rejected", rejected_by=self.recipe.name,
-                             reject_reason=sample.reject_reason, **sample.fields, **tokens)
+            return self._row(
+                seed_id,
+                index,
+                status="rejected",
+                rejected_by=self.recipe.name,
+                reject_reason=sample.reject_reason,
+                **sample.fields,
+                **tokens,
+            )
         return self._row(seed_id, index, status="ok", **sample.fields, **tokens)

@@ -22,6 +22,7 @@ from filtering.stage import FilterActor, build_filters, start_filter_state
 from generation.actor import GenerateActor
 from generation.engine import check_sampling
 from generation.recipes import build_recipe
+from generation.state import RunStateActor
 from rayjobs.redact import redact
 from rayjobs.report import render_card, render_report
 from rayjobs.rows import row_schema
@@ -102,7 +103,7 @@ def prepare_sink(sink: Sink, overwrite: bool) -> None:
 
 
 def build_dataset(
-    config: dict[str, Any], tables: list, schema, shards: dict[str, list], text_fields: list[str]
+    config: dict[str, Any], tables: list, schema, shards: dict[str, list], text_fields: list[str], state: Any
 ) -> ray.data.Dataset:
     model, cluster, run = config["model"], config["cluster"], config["run"]
     light = float(cluster.get("stage_cpus", 0.25))
@@ -113,7 +114,12 @@ def build_dataset(
         batch_format="pyarrow",
         batch_size=int(model.get("batch_size", 16)),
         fn_constructor_kwargs=dict(
-            model=model, recipe=config["recipe"], run_name=run["name"], run_seed=int(run["seed"]), schema=schema
+            model=model,
+            recipe=config["recipe"],
+            run_name=run["name"],
+            run_seed=int(run["seed"]),
+            schema=schema,
+            state=state,
         ),
         # Each block is one batch and every queued batch runs at once on the actor's event loop: the seeds in
         # flight per engine are batch_size × max_tasks_in_flight.
@@ -184,8 +190,9 @@ def run(config: dict[str, Any]) -> RunResult:
 
     init_ray(config["cluster"])
     shards = start_filter_state(config["filters"] or {})
+    state = RunStateActor.remote()
     stats = RunStats(started=started)
-    for manifest in build_dataset(config, tables, schema, shards, text_fields).iter_batches(
+    for manifest in build_dataset(config, tables, schema, shards, text_fields, state).iter_batches(
         batch_format="pyarrow", batch_size=None
     ):
         stats.add_manifest(manifest)
@@ -197,12 +204,17 @@ def run(config: dict[str, Any]) -> RunResult:
             f"{missing} of {seeds_read} seeds produced no output row; the run is incomplete "
             f"and {SUCCESS} was not written"
         )
-    finalize(sink, config, summary, text_fields)
+    finalize(sink, config, summary, text_fields, artifacts=ray.get(state.values.remote()))
     return RunResult(sink, summary)
 
 
-def finalize(sink: Sink, config: dict[str, Any], summary: dict[str, Any], text_fields: list[str]) -> None:
-    """run.json, report.html and README.md, then ``_SUCCESS`` last: its presence means the run is complete."""
+def finalize(
+    sink: Sink, config: dict[str, Any], summary: dict[str, Any], text_fields: list[str], artifacts: dict[str, Any]
+) -> None:
+    """artifacts/, run.json, report.html and README.md, then ``_SUCCESS`` last: its presence means the run is
+    complete. Artifacts are what recipes computed once for the whole run (e.g. a label taxonomy)."""
+    for name, value in sorted(artifacts.items()):
+        sink.write_text(f"artifacts/{name}.json", json.dumps(value, indent=2, ensure_ascii=False, default=str))
     model = config["model"]
     run_info = {
         "name": config["run"]["name"],

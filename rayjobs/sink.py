@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 from rayjobs.rows import KINDS, columns_for
 
 SUCCESS = "_SUCCESS"
-OUTPUT_DIRS = tuple(KINDS.values())
+OUTPUT_DIRS = (*KINDS.values(), "artifacts")
 TOP_FILES = ("run.json", "report.html", "README.md", SUCCESS)
 
 

@@ -94,8 +94,7 @@ class Sample:
             raise StepFailed("engine", done.error or "engine call failed")
         return done
 
-    async def ask_json(self, engine: EngineClient, messages: list[dict[str, str]], schema: dict,
-                       **kwargs: Any) -> Any:
+    async def ask_json(self, engine: EngineClient, messages: list[dict[str, str]], schema: dict, **kwargs: Any) -> Any:
         """A schema-constrained call, parsed; unusable output raises ``StepFailed("parse", ...)``."""
         done = await self.ask(engine, messages, json_schema=schema, **kwargs)
         value = parse_json(done.text)

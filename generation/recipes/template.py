@@ -20,17 +20,23 @@ _ARROW = {"string": pa.string(), "integer": pa.int64(), "number": pa.float64(), 
 
 class Template:
     """Args:
-        messages: chat messages (``role``, ``content``) whose ``{field}`` placeholders name seed fields.
-        n: completions per seed; each becomes a sample.
-        sampling: sampling for the call (merged over the model's defaults; null values keep the model's).
-        output: column holding the completion text (free-text mode).
-        json_schema: a JSON schema (type object); its properties become the output columns.
+    messages: chat messages (``role``, ``content``) whose ``{field}`` placeholders name seed fields.
+    n: completions per seed; each becomes a sample.
+    sampling: sampling for the call (merged over the model's defaults; null values keep the model's).
+    output: column holding the completion text (free-text mode).
+    json_schema: a JSON schema (type object); its properties become the output columns.
     """
 
     name: ClassVar[str] = "template"
 
-    def __init__(self, messages: list[dict[str, str]], n: int = 1, sampling: dict | None = None,
-                 output: str = "response", json_schema: dict | None = None) -> None:
+    def __init__(
+        self,
+        messages: list[dict[str, str]],
+        n: int = 1,
+        sampling: dict | None = None,
+        output: str = "response",
+        json_schema: dict | None = None,
+    ) -> None:
         if not messages or any(set(m) != {"role", "content"} for m in messages):
             raise ValueError("recipe.messages must be a non-empty list of {role, content} mappings")
         if n < 1:
@@ -69,8 +75,10 @@ class Template:
             return [Sample(prompt_tokens=done.prompt_tokens).fail("engine", done.error)]
         # The call's tokens are split evenly across its n samples, so per-row sums add up to the run total.
         count = len(done.texts)
-        samples = [Sample(prompt_tokens=done.prompt_tokens // count, completion_tokens=done.completion_tokens // count)
-                   for _ in done.texts]
+        samples = [
+            Sample(prompt_tokens=done.prompt_tokens // count, completion_tokens=done.completion_tokens // count)
+            for _ in done.texts
+        ]
 
         async def parse(sample: Sample, text: str) -> Sample:
             sample.fields = self._fields(text)

@@ -61,6 +61,8 @@ class EngineClient(Protocol):
 
     model_name: str
 
+    def count_tokens(self, text: str) -> int: ...
+
     async def chat(
         self, messages: Messages, *, n: int = 1, json_schema: dict | None = None, **sampling: Any
     ) -> Completion: ...
@@ -113,6 +115,32 @@ class DryRunEngine:
         self.max_model_len = max_model_len
         self.default_sampling = check_sampling(dict(default_sampling))
 
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+    def _fake(self, schema: dict[str, Any], words: list[str], depth: int = 0) -> Any:
+        """A value that satisfies ``schema`` (the subset recipes use), built deterministically from ``words``."""
+        pick = len(words) + depth
+        if "enum" in schema:
+            return schema["enum"][pick % len(schema["enum"])]
+        kind = schema.get("type")
+        if kind == "object":
+            return {
+                k: self._fake(v, words[i:] or words, depth + 1 + i)
+                for i, (k, v) in enumerate(schema.get("properties", {}).items())
+            }
+        if kind == "array":
+            count = max(int(schema.get("minItems", 0)), min(int(schema.get("maxItems", 3)), 3))
+            return [self._fake(schema.get("items", {}), [f"{w}{j}" for w in words], depth + j) for j in range(count)]
+        if kind == "integer":
+            low, high = int(schema.get("minimum", 0)), int(schema.get("maximum", 100))
+            return low + pick % (high - low + 1)
+        if kind == "number":
+            return float(pick % 10) / 10
+        if kind == "boolean":
+            return pick % 2 == 0
+        return " ".join(words[: 6 + depth % 4])
+
     def _text(self, prompt: str, index: int, max_tokens: int) -> str:
         digest = hashlib.blake2b(f"{index}\x00{prompt}".encode(), digest_size=32).digest()
         count = 8 + digest[0] % max(1, min(max_tokens, 48) - 8)
@@ -129,8 +157,7 @@ class DryRunEngine:
         max_tokens = int(params.get("max_tokens") or 64)
         texts = [self._text(prompt, i, max_tokens) for i in range(n)]
         if json_schema is not None:
-            keys = json_schema.get("required") or list(json_schema.get("properties", {}))
-            texts = [json.dumps({k: t for k in keys}) for t in texts]
+            texts = [json.dumps(self._fake(json_schema, t.split())) for t in texts]
         await asyncio.sleep(0)  # yield like a real engine call, so concurrency bugs show up in unit tests
         return Completion(texts, prompt_tokens, sum(len(t.split()) for t in texts))
 
@@ -191,6 +218,9 @@ class VLLMEngine:
         self._engine = AsyncLLM.from_engine_args(args)
         self._tokenizer = self._engine.get_tokenizer()
         self._ids = itertools.count()
+
+    def count_tokens(self, text: str) -> int:
+        return len(self._tokenizer.encode(text, add_special_tokens=False))
 
     def _params(self, n: int, json_schema: dict | None, sampling: dict[str, Any]) -> Any:
         from vllm import SamplingParams

@@ -11,6 +11,8 @@ from typing import Any
 
 import ray
 
+_FAILED = "__failed__"
+
 
 @ray.remote(num_cpus=0)
 class RunStateActor:
@@ -28,6 +30,12 @@ class RunStateActor:
 
     def put(self, key: str, value: Any) -> None:
         self._values[key] = value
+
+    def advance(self, key: str, step: int) -> int:
+        """A run-wide cursor: returns its position and moves it by ``step`` (one caller at a time)."""
+        start = self._values.get(key, 0)
+        self._values[key] = start + step
+        return start
 
     def get(self, key: str) -> Any:
         return self._values.get(key)
@@ -74,13 +82,20 @@ class SharedState:
     async def sample(self, key: str, k: int, seed: int) -> list:
         return await self._call("sample", key, k, seed)
 
+    async def advance(self, key: str, step: int) -> int:
+        return await self._call("advance", key, step)
+
     async def put(self, key: str, value: Any) -> None:
         await self._call("put", key, value)
 
     async def compute_once(self, key: str, compute, poll_s: float = 0.5, timeout_s: float = 3600) -> Any:
         """The run-wide value of ``key``: the first caller computes it, every other caller waits for it."""
         if await self._call("claim", key):
-            value = await compute()
+            try:
+                value = await compute()
+            except Exception as exc:  # waiters must learn it failed rather than wait forever
+                await self.put(key, {_FAILED: f"{type(exc).__name__}: {exc}"})
+                raise
             await self.put(key, value)
             return value
         waited = 0.0
@@ -89,6 +104,8 @@ class SharedState:
                 raise TimeoutError(f"waited {timeout_s:.0f} s for another worker to compute {key!r}")
             await asyncio.sleep(poll_s)
             waited += poll_s
+        if isinstance(value, dict) and _FAILED in value:
+            raise RuntimeError(f"{key} could not be computed: {value[_FAILED]}")
         return value
 
     async def values(self) -> dict[str, Any]:

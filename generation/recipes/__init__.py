@@ -4,11 +4,41 @@ from __future__ import annotations
 
 from typing import Any
 
+from generation.recipes.attr_prompt import AttrPrompt
+from generation.recipes.augment import Augment
+from generation.recipes.back_translate import BackTranslate
 from generation.recipes.base import Recipe, Sample
+from generation.recipes.critique_revise import CritiqueRevise
+from generation.recipes.dialogue import Dialogue
+from generation.recipes.doc_qa import DocQA
+from generation.recipes.entigraph import EntiGraph
+from generation.recipes.graded_relevance import GradedRelevance
+from generation.recipes.judge import Judge
+from generation.recipes.pseudo_label import PseudoLabel
 from generation.recipes.self_instruct import SelfInstruct
+from generation.recipes.targen import TarGEN
+from generation.recipes.taxonomy import Taxonomy
 from generation.recipes.template import Template
 
-RECIPES: dict[str, type] = {cls.name: cls for cls in (SelfInstruct, Template)}
+RECIPES: dict[str, type] = {
+    cls.name: cls
+    for cls in (
+        SelfInstruct,
+        Template,
+        AttrPrompt,
+        EntiGraph,
+        DocQA,
+        Augment,
+        Dialogue,
+        TarGEN,
+        BackTranslate,
+        PseudoLabel,
+        Taxonomy,
+        Judge,
+        CritiqueRevise,
+        GradedRelevance,
+    )
+}
 
 
 def build_recipe(config: dict[str, Any]) -> Recipe:

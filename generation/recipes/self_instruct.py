@@ -8,6 +8,7 @@ answers the new task in a second call.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import random
 import re
 from typing import Any, ClassVar
@@ -15,9 +16,11 @@ from typing import Any, ClassVar
 import pyarrow as pa
 
 from generation.engine import EngineClient, check_sampling
-from generation.recipes.base import Sample
+from generation.recipes.base import Sample, render, user
 from generation.seeds import builtin_seed_tasks
+from generation.state import SharedState
 
+POOL = "self_instruct_pool"
 _PREFIX = re.compile(r"^\s*(?:(?:new\s+)?(?:task|instruction)\s*\d*\s*[:.\-)]|\d+\s*[.):\-]|[-*•])\s*", re.IGNORECASE)
 
 
@@ -70,6 +73,8 @@ class SelfInstruct:
         instruction_sampling: dict | None = None,
         answer_sampling: dict | None = None,
         min_instruction_words: int = 3,
+        machine_examples: int = 1,
+        pool_cap: int = 10_000,
     ) -> None:
         if num_examples < 1:
             raise ValueError(f"recipe.num_examples must be >= 1, got {num_examples}")
@@ -85,25 +90,36 @@ class SelfInstruct:
         self.instruction_sampling = check_sampling(dict(instruction_sampling or {}))
         self.answer_sampling = check_sampling(dict(answer_sampling or {}))
         self.min_instruction_words = min_instruction_words
+        self.machine_examples = max(0, min(machine_examples, num_examples - 1))
+        self.pool_cap = pool_cap
+        self.state = SharedState()
 
-    def examples_for(self, seed: dict[str, Any], rng: random.Random) -> list[dict[str, Any]]:
+    def bind_state(self, state: SharedState) -> None:
+        """The pool of generated instructions is shared by every engine actor of the run."""
+        self.state = state
+
+    def examples_for(
+        self, seed: dict[str, Any], rng: random.Random, generated: list[dict[str, Any]] = ()
+    ) -> list[dict[str, Any]]:
+        """The seed's own task, earlier generated instructions, and human tasks from the pool for the rest."""
         others = [t for t in self.pool if t.get("id") != seed.get("id") and t.get("instruction")]
-        drawn = rng.sample(others, min(len(others), self.num_examples - 1))
-        examples = [seed, *drawn]
+        drawn = rng.sample(others, min(len(others), self.num_examples - 1 - len(generated)))
+        examples = [seed, *generated, *drawn]
         rng.shuffle(examples)  # the seed's position must not hint which task to imitate
         return examples
 
     def instruction_messages(self, examples: list[dict[str, Any]]) -> list[dict[str, str]]:
         numbered = "\n".join(f"{i}. {format_task(t)}" for i, t in enumerate(examples, 1))
-        # str.replace, not format(): seed text is a value and must never be parsed as a template.
-        return [{"role": "user", "content": self.instruction_prompt.replace("{examples}", numbered)}]
+        return user(render(self.instruction_prompt, examples=numbered))
 
     def answer_messages(self, instruction: str) -> list[dict[str, str]]:
         system = [{"role": "system", "content": self.answer_system}] if self.answer_system else []
         return [*system, {"role": "user", "content": instruction}]
 
     async def _one(self, seed: dict[str, Any], engine: EngineClient, rng: random.Random) -> Sample:
-        examples = self.examples_for(seed, rng)
+        # As in the paper, some in-context examples are the run's own earlier generations: the pool grows.
+        generated = await self.state.sample(POOL, self.machine_examples, rng.randrange(2**31))
+        examples = self.examples_for(seed, rng, generated)
         sample = Sample({"context_ids": [str(t.get("id", "")) for t in examples]})
         asked = sample.spend(await engine.chat(self.instruction_messages(examples), **self.instruction_sampling))
         if not asked.ok:
@@ -111,6 +127,8 @@ class SelfInstruct:
         instruction = parse_instruction(asked.text, self.min_instruction_words)
         if instruction is None:
             return sample.fail("parse", f"no usable instruction in model output: {asked.text[:200]!r}")
+        key = hashlib.blake2b(instruction.encode(), digest_size=6).hexdigest()
+        await self.state.extend(POOL, [{"id": f"gen-{key}", "instruction": instruction}], self.pool_cap)
         answered = sample.spend(await engine.chat(self.answer_messages(instruction), **self.answer_sampling))
         if not answered.ok:
             return sample.fail("engine", answered.error)
@@ -118,6 +136,5 @@ class SelfInstruct:
         return sample
 
     async def run(self, seed: dict[str, Any], engine: EngineClient, rng: random.Random) -> list[Sample]:
-
         # Fan out: all samples of a seed are in the engine's batch at once.
         return list(await asyncio.gather(*(self._one(seed, engine, rng) for _ in range(self.samples_per_seed))))

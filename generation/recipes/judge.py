@@ -1,0 +1,126 @@
+"""LLM judge: single-answer scores with a critique, or pairwise A/B judged in both orders.
+
+After Auto-J (Li et al., 2023, "Generative Judge for Evaluating Alignment"): a critique before the verdict. Pairwise
+judgements are asked twice with the answers swapped and combined, so a judge that prefers a position cancels
+out (Zheng et al., 2023; Wang et al., 2023, "Large Language Models are not Fair Evaluators"): A wins only if it
+wins in both orders, otherwise the pair is a tie.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from typing import Any, ClassVar
+
+import pyarrow as pa
+
+from generation.engine import EngineClient, check_sampling
+from generation.recipes.base import Sample, attempt, render, user
+
+SCORE_SCHEMA = {
+    "type": "object",
+    "properties": {"critique": {"type": "string"}, "score": {"type": "integer", "minimum": 1, "maximum": 10}},
+    "required": ["critique", "score"],
+}
+PAIR_SCHEMA = {
+    "type": "object",
+    "properties": {"critique": {"type": "string"}, "winner": {"type": "string", "enum": ["A", "B", "tie"]}},
+    "required": ["critique", "winner"],
+}
+
+
+def combine(first: str, swapped: str) -> str:
+    """Winner over both orders: ``first`` judged (A, B); ``swapped`` judged (B, A) and so read with A/B exchanged."""
+    unswapped = {"A": "B", "B": "A"}.get(swapped, "tie")
+    return first if first == unswapped and first in ("A", "B") else "tie"
+
+
+class Judge:
+    """Args:
+    mode: ``single`` (score 1–10 the seed's response) or ``pairwise`` (compare ``response_a``/``response_b``).
+    response_field: the seed field holding the answer in single mode.
+    single_prompt: ``{instruction}``, ``{response}``.
+    pairwise_prompt: ``{instruction}``, ``{answer_a}``, ``{answer_b}``.
+    sampling: sampling for judging calls (low temperature recommended).
+    """
+
+    name: ClassVar[str] = "judge"
+    columns: ClassVar[dict[str, pa.DataType]] = {
+        "mode": pa.string(),
+        "instruction": pa.string(),
+        "response": pa.string(),
+        "response_b": pa.string(),
+        "score": pa.int32(),
+        "critique": pa.string(),
+        "winner": pa.string(),
+        "order_verdicts": pa.list_(pa.string()),
+    }
+    text_fields: ClassVar[tuple[str, ...]] = ("critique",)
+
+    def __init__(
+        self,
+        single_prompt: str,
+        pairwise_prompt: str,
+        mode: str = "single",
+        response_field: str = "output",
+        sampling: dict | None = None,
+    ) -> None:
+        if mode not in ("single", "pairwise"):
+            raise ValueError(f"unknown recipe.mode {mode!r}; valid choices: ['single', 'pairwise']")
+        self.mode, self.response_field = mode, response_field
+        self.single_prompt, self.pairwise_prompt = single_prompt, pairwise_prompt
+        self.sampling = check_sampling(dict(sampling or {}))
+        self.required_fields = (
+            ("instruction", response_field) if mode == "single" else ("instruction", "response_a", "response_b")
+        )
+
+    async def _single(self, seed: dict[str, Any], engine: EngineClient, sample: Sample) -> Sample:
+        response = seed[self.response_field].strip()
+        verdict = await sample.ask_json(
+            engine,
+            user(render(self.single_prompt, instruction=seed["instruction"], response=response)),
+            SCORE_SCHEMA,
+            **self.sampling,
+        )
+        score = verdict.get("score") if isinstance(verdict, dict) else None
+        if not isinstance(score, int) or not 1 <= score <= 10:
+            return sample.fail("parse", f"score is not an integer 1-10: {verdict!r}"[:300])
+        sample.fields.update(
+            mode="single",
+            instruction=seed["instruction"],
+            response=response,
+            score=score,
+            critique=str(verdict.get("critique", "")).strip(),
+        )
+        return sample
+
+    async def _pairwise(self, seed: dict[str, Any], engine: EngineClient, sample: Sample) -> Sample:
+        a, b, instruction = seed["response_a"].strip(), seed["response_b"].strip(), seed["instruction"]
+        orders = await asyncio.gather(
+            *(
+                sample.ask_json(
+                    engine,
+                    user(render(self.pairwise_prompt, instruction=instruction, answer_a=x, answer_b=y)),
+                    PAIR_SCHEMA,
+                    **self.sampling,
+                )
+                for x, y in ((a, b), (b, a))
+            )
+        )
+        winners = [str(v.get("winner")) if isinstance(v, dict) else "?" for v in orders]
+        if any(w not in ("A", "B", "tie") for w in winners):
+            return sample.fail("parse", f"winner is not A, B or tie: {orders!r}"[:300])
+        sample.fields.update(
+            mode="pairwise",
+            instruction=instruction,
+            response=a,
+            response_b=b,
+            winner=combine(*winners),
+            order_verdicts=winners,
+            critique=str(orders[0].get("critique", "")).strip(),
+        )
+        return sample
+
+    async def run(self, seed: dict[str, Any], engine: EngineClient, rng: random.Random) -> list[Sample]:
+        step = self._single if self.mode == "single" else self._pairwise
+        return [await attempt(Sample(), lambda s: step(seed, engine, s))]

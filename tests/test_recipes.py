@@ -1,0 +1,253 @@
+"""Every recipe's program flow with the dry-run engine or a scripted engine: calls, fan-out, parsing, errors."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+
+import pytest
+
+from generation.engine import Completion, DryRunEngine
+from generation.recipes import RECIPES, build_recipe
+from generation.seeds import builtin_seeds
+from rayjobs.rows import row_schema
+from tests.conftest import make_config
+
+
+def _recipe(name: str, *overrides: str):
+    config = make_config([f"recipe={name}", "model=dry_run", *overrides])
+    return build_recipe(config["recipe"]), config
+
+
+def _run(recipe, seed, engine=None):
+    return asyncio.run(recipe.run(dict(seed), engine or DryRunEngine(), random.Random(0)))
+
+
+class Scripted:
+    """An engine that answers from a function of (messages, json_schema) and records every call."""
+
+    model_name = "scripted"
+
+    def __init__(self, answer):
+        self.answer, self.calls = answer, []
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+    async def chat(self, messages, *, n=1, json_schema=None, **sampling):
+        self.calls.append({"prompt": messages[-1]["content"], "schema": json_schema, "n": n})
+        reply = self.answer(messages[-1]["content"], json_schema)
+        if isinstance(reply, Completion):
+            return reply
+        texts = reply if isinstance(reply, list) else [reply] * n
+        return Completion([t if isinstance(t, str) else json.dumps(t) for t in texts], 10, 5)
+
+    generate = chat
+
+
+@pytest.mark.parametrize("name", sorted(RECIPES))
+def test_every_recipe_runs_on_its_builtin_seeds_with_the_dry_engine(name):
+    recipe, config = _recipe(name)
+    row_schema(recipe.columns)  # no clash with synthray's own columns
+    seeds = builtin_seeds(config["source"]["dataset"])[:2]
+    for seed in seeds:
+        samples = _run(recipe, seed)
+        assert samples, name
+        for sample in samples:
+            assert sample.error is None, (name, sample.error)
+            assert set(sample.fields) <= set(recipe.columns), set(sample.fields) - set(recipe.columns)
+        assert sum(s.completion_tokens for s in samples) > 0
+
+
+def test_attr_prompt_uses_combinations_evenly_and_stores_attributes():
+    recipe, _ = _recipe("attr_prompt", "recipe.samples_per_seed=3")
+    counts: dict = {}
+    for i in range(20):  # 60 samples over a cycle of 32 combinations
+        for sample in _run(recipe, {"id": f"seed-{i}", "task": "reviews"}):
+            key = tuple(sample.fields[k] for k in recipe.attributes)
+            counts[key] = counts.get(key, 0) + 1
+            assert sample.fields["text"]
+    assert len(counts) == len(recipe.cycle) == 32
+    assert max(counts.values()) - min(counts.values()) <= 1
+
+
+def test_entigraph_extracts_then_relates_sampled_pairs_and_triples():
+    recipe, _ = _recipe("entigraph", "recipe.pairs_per_document=2", "recipe.triples_per_document=1")
+    engine = Scripted(lambda p, s: {"entities": ["Bees", "Almonds", "Varroa", "bees"]} if s else "They interact.")
+    samples = _run(recipe, {"text": "Bees pollinate almonds; varroa harms bees."}, engine)
+    assert len(engine.calls) == 1 + 3 and engine.calls[0]["schema"] is not None
+    assert [len(s.fields["entity_group"]) for s in samples] == [2, 2, 3]
+    assert samples[0].fields["entities"] == ["Bees", "Almonds", "Varroa"]  # case-duplicates merged
+    bad = _run(recipe, {"text": "x"}, Scripted(lambda p, s: "no json here"))
+    assert len(bad) == 1 and bad[0].stage == "parse"
+
+
+def test_doc_qa_chunks_by_tokens_and_rejects_unsupported_answers():
+    from generation.recipes.doc_qa import chunk_text
+
+    text = "One two three. Four five six. Seven eight nine ten."
+    assert chunk_text(text, 6, lambda t: len(t.split())) == ["One two three. Four five six.", "Seven eight nine ten."]
+    recipe, _ = _recipe("doc_qa", "recipe.chunk_tokens=16", "recipe.questions_per_chunk=2")
+
+    def answer(prompt, schema):
+        if schema and "questions" in schema["properties"]:
+            return {"questions": ["Q1?", "Q2?"]}
+        if schema:
+            return {"supported": "Q1?" in prompt}
+        return "An answer."
+
+    document = " ".join([f"Sentence number {i} is here." for i in range(8)])
+    samples = _run(recipe, {"text": document}, Scripted(answer))
+    chunks = {s.fields["chunk_index"] for s in samples}
+    assert len(chunks) >= 2 and len(samples) == 2 * len(chunks)
+    assert {s.reject_reason for s in samples} == {None, "answer_not_supported_by_chunk"}
+
+
+@pytest.mark.parametrize("strategy,calls", [("answer_augmentation", 1), ("question_rephrase", 1), ("new_question", 3)])
+def test_augment_strategies(strategy, calls):
+    recipe, _ = _recipe("augment", f"recipe.strategy={strategy}", "recipe.n=2")
+    engine = Scripted(lambda p, s: "generated text")
+    samples = _run(recipe, {"instruction": "Name a fruit.", "output": "Apple."}, engine)
+    assert len(samples) == 2 and len(engine.calls) == calls and engine.calls[0]["n"] == 2
+    assert all(s.fields["strategy"] == strategy for s in samples)
+    if strategy == "question_rephrase":
+        assert all(s.fields["response"] == "Apple." for s in samples)
+    with pytest.raises(ValueError, match="valid choices"):
+        _recipe("augment", "recipe.strategy=nope")
+
+
+def test_dialogue_flow_and_messages():
+    recipe, _ = _recipe("dialogue", "recipe.subtopics_per_topic=2")
+
+    def answer(prompt, schema):
+        key = next(iter(schema["properties"]))
+        return {
+            "subtopics": {"subtopics": ["a", "b"]},
+            "personas": {"personas": [{"name": "Ann", "description": "x"}, {"name": "Bo", "description": "y"}]},
+            "setting": {"setting": "cafe", "tone": "warm", "goal": "decide"},
+            "turns": {"turns": [{"speaker": "Ann", "text": "Hi"}, {"speaker": "Bo", "text": "Hello"}]},
+        }[key]
+
+    engine = Scripted(answer)
+    samples = _run(recipe, {"topic": "pets"}, engine)
+    assert len(samples) == 2 and len(engine.calls) == 1 + 2 * 3
+    assert samples[0].fields["messages"] == [{"role": "Ann", "content": "Hi"}, {"role": "Bo", "content": "Hello"}]
+
+
+@pytest.mark.parametrize("on_mismatch", ["correct", "drop"])
+def test_targen_relabels_and_corrects_or_drops(on_mismatch):
+    recipe, _ = _recipe("targen", f"recipe.on_mismatch={on_mismatch}", "recipe.contexts_per_task=1")
+
+    def answer(prompt, schema):
+        if schema and "contexts" in schema["properties"]:
+            return {"contexts": ["a shop"]}
+        if schema:
+            return {"label": "pos"}  # the model always says pos
+        return "A text."
+
+    samples = _run(recipe, {"task": "sentiment", "labels": ["pos", "neg"]}, Scripted(answer))
+    by_intent = {s.fields["intended_label"]: s for s in samples}
+    assert by_intent["pos"].fields["corrected"] is False and by_intent["pos"].reject_reason is None
+    assert by_intent["neg"].fields["corrected"] is True and by_intent["neg"].fields["label"] == "pos"
+    assert (by_intent["neg"].reject_reason is not None) == (on_mismatch == "drop")
+    [bad] = _run(recipe, {"task": "x", "labels": ["only"]}, Scripted(answer))
+    assert bad.stage == "input"
+
+
+def test_back_translate_keeps_only_verified_pairs():
+    recipe, _ = _recipe("back_translate", "recipe.attempts=2")
+    verdicts = iter([{"match": True, "reason": "same"}, {"match": False, "reason": "differs"}])
+    engine = Scripted(lambda p, s: next(verdicts) if s else "text")
+    samples = _run(recipe, {"output": "4"}, engine)
+    assert sorted(str(s.reject_reason) for s in samples) == ["None", "forward_result_does_not_match"]
+    assert all(s.fields["response"] == "4" for s in samples)
+
+
+def test_pseudo_label_majority_vote_and_confidence():
+    recipe, _ = _recipe("pseudo_label", "recipe.n=5", "recipe.min_confidence=0.5")
+    votes = [{"label": "billing"}] * 3 + [{"label": "delivery"}, "garbage"]
+    [sample] = _run(recipe, {"text": "refund please"}, Scripted(lambda p, s: votes))
+    assert sample.fields["label"] == "billing" and sample.fields["confidence"] == 0.6
+    assert json.loads(sample.fields["votes"]) == {"billing": 3, "delivery": 1}
+    split = [{"label": "billing"}, {"label": "delivery"}, {"label": "praise"}, "x", "y"]
+    [low] = _run(recipe, {"text": "?"}, Scripted(lambda p, s: split))
+    assert low.reject_reason and low.reject_reason.startswith("confidence_")
+    [none] = _run(recipe, {"text": "?"}, Scripted(lambda p, s: ["nope"] * 5))
+    assert none.stage == "parse"
+
+
+def test_taxonomy_phase_one_runs_once_and_labels_with_it():
+    recipe, _ = _recipe("taxonomy", "recipe.sample_size=4", "recipe.proposal_batch=2")
+    taxonomy = {"labels": [{"name": "billing", "description": "money"}, {"name": "bugs", "description": "errors"}]}
+
+    def answer(prompt, schema):
+        if schema and "labels" in schema["properties"]:
+            return taxonomy
+        if schema:
+            return {"label": "bugs"}
+        return "A summary."
+
+    engine = Scripted(answer)
+    first = _run(recipe, {"text": "app crashes"}, engine)
+    phase_one_calls = len(engine.calls)
+    second = _run(recipe, {"text": "charged twice"}, engine)
+    assert phase_one_calls == 4 + 2 + 1 + 1  # summaries, proposals, merge, first label
+    assert len(engine.calls) == phase_one_calls + 1  # the second seed reuses the taxonomy
+    assert first[0].fields["label"] == second[0].fields["label"] == "bugs"
+    stored = asyncio.run(recipe.state.values())["taxonomy"]
+    assert [x["name"] for x in stored["labels"]] == ["billing", "bugs"]
+
+
+def test_judge_pairwise_cancels_position_bias():
+    from generation.recipes.judge import combine
+
+    assert combine("A", "B") == "A" and combine("B", "A") == "B"
+    assert combine("A", "A") == "tie"  # the judge always picked the first position
+    recipe, _ = _recipe("judge", "recipe.mode=pairwise")
+    engine = Scripted(lambda p, s: {"critique": "c", "winner": "A"})
+    [sample] = _run(recipe, builtin_seeds("answer_pairs")[0], engine)
+    assert len(engine.calls) == 2 and sample.fields["winner"] == "tie"
+    assert engine.calls[0]["prompt"] != engine.calls[1]["prompt"]  # the answers were swapped
+    single, _ = _recipe("judge")
+    [bad] = _run(single, builtin_seeds("seed_tasks")[0], Scripted(lambda p, s: {"critique": "c", "score": 42}))
+    assert bad.stage == "parse"
+
+
+def test_critique_revise_emits_a_preference_pair():
+    recipe, _ = _recipe("critique_revise")
+    replies = iter(["draft", "critique", "better"])
+    [sample] = _run(recipe, {"instruction": "Do it."}, Scripted(lambda p, s: next(replies)))
+    assert (sample.fields["chosen"], sample.fields["rejected"]) == ("better", "draft")
+    same = iter(["draft", "critique", "draft"])
+    [unchanged] = _run(recipe, {"instruction": "Do it."}, Scripted(lambda p, s: next(same)))
+    assert unchanged.reject_reason == "revision_equals_draft"
+
+
+def test_graded_relevance_one_document_per_level():
+    recipe, _ = _recipe("graded_relevance")
+    engine = Scripted(lambda p, s: "passage")
+    samples = _run(recipe, {"query": "why do cats purr"}, engine)
+    assert sorted(s.fields["relevance"] for s in samples) == [0, 1, 2, 3] and len(engine.calls) == 4
+
+
+def test_self_instruct_pool_grows_with_generated_instructions():
+    recipe, _ = _recipe("self_instruct", "recipe.samples_per_seed=1", "recipe.machine_examples=1")
+    engine = Scripted(lambda p, s: "Describe a new invention for kitchens.")
+    _run(recipe, builtin_seeds("seed_tasks")[0], engine)
+    _run(recipe, builtin_seeds("seed_tasks")[1], engine)
+    assert "Describe a new invention for kitchens." in engine.calls[-2]["prompt"]  # a generated example was shown
+
+
+def test_template_defined_only_in_yaml(tmp_path):
+    (tmp_path / "recipe").mkdir()
+    (tmp_path / "recipe" / "my_labels.yaml").write_text(
+        "name: template\nbuiltin_seeds: texts\nn: 1\noutput: unused\nsampling: {}\n"
+        "messages:\n  - {role: user, content: 'Classify: {text}'}\n"
+        "json_schema:\n  type: object\n  properties:\n    topic: {type: string}\n    urgent: {type: boolean}\n"
+    )
+    config = make_config([f"hydra.searchpath=[file://{tmp_path}]", "recipe=my_labels", "model=dry_run"])
+    recipe = build_recipe(config["recipe"])
+    assert set(recipe.columns) == {"topic", "urgent"} and recipe.required_fields == ("text",)
+    [sample] = _run(recipe, {"text": "The app crashes {x} ${oc.env:HOME}"})
+    assert isinstance(sample.fields["urgent"], bool) and sample.fields["topic"]

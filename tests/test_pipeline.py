@@ -110,3 +110,36 @@ def test_secrets_never_reach_run_json(ray_session, dry_config, monkeypatch):
     for name in ("run.json", "report.html", "README.md"):
         text = sink.read_text(name)
         assert "sup3r-s3cret-value" not in text and "another-secret-1234" not in text
+
+
+@pytest.mark.parametrize(
+    "recipe",
+    [
+        "attr_prompt",
+        "entigraph",
+        "doc_qa",
+        "augment",
+        "dialogue",
+        "targen",
+        "back_translate",
+        "pseudo_label",
+        "taxonomy",
+        "judge",
+        "critique_revise",
+        "graded_relevance",
+        "template",
+    ],
+)
+def test_every_recipe_runs_end_to_end_with_no_other_argument(ray_session, dry_config, recipe):
+    config = dry_config(f"recipe={recipe}", "source.limit=2", f"run.name=all-{recipe}")
+    result = run(config)
+    assert result.summary["seeds_accounted"] == result.summary["seeds_read"] == 2
+    tables = [t for t in (_read(config["sink"]["uri"], k) for k in ("data", "rejected", "errors")) if t is not None]
+    ids = [i for t in tables for i in t["id"].to_pylist()]
+    assert ids and len(ids) == len(set(ids))
+    rejected = _read(config["sink"]["uri"], "rejected")
+    if rejected is not None:  # a recipe's own check names the recipe as the rejecter
+        assert set(rejected["rejected_by"].to_pylist()) <= {recipe, "length", "refusal", "echo", "exact_dedup"}
+    if recipe == "taxonomy":
+        taxonomy = json.loads(Sink(config["sink"]["uri"]).read_text("artifacts/taxonomy.json"))
+        assert len(taxonomy["labels"]) >= 2

@@ -98,7 +98,7 @@ def test_dry_engine_is_deterministic_and_honours_n_and_schema():
     a = asyncio.run(engine.generate("hello", n=2))
     b = asyncio.run(engine.generate("hello", n=2))
     assert a == b and len(a.texts) == 2 and a.texts[0] != a.texts[1]
-    js = asyncio.run(engine.generate("x", json_schema={"properties": {"k": {"type": "string"}}}))
+    js = asyncio.run(engine.generate("x", json_schema={"type": "object", "properties": {"k": {"type": "string"}}}))
     assert js.text.startswith('{"k":')
     assert not asyncio.run(DryRunEngine(max_model_len=3).generate("one two three four")).ok
     with pytest.raises(ValueError, match="temprature"):

@@ -45,6 +45,8 @@ def parse_json(text: str) -> Any | None:
     except ValueError:
         pass
     decoder = json.JSONDecoder()
+    if text[:1] in "[{":  # it claims to be JSON and is not whole (cut off): an inner fragment is no answer
+        return None
     for start, char in enumerate(text):
         if char in "[{":
             try:
@@ -52,6 +54,13 @@ def parse_json(text: str) -> Any | None:
             except ValueError:
                 continue
     return None
+
+
+def string_list(key: str, max_items: int, max_length: int = 300) -> dict:
+    """Schema of ``{key: [up to max_items strings]}``: bounds keep a small model from rambling until max_tokens."""
+    item = {"type": "string", "minLength": 1, "maxLength": max_length}
+    array = {"type": "array", "items": item, "minItems": 1, "maxItems": max(1, max_items)}
+    return {"type": "object", "properties": {key: array}, "required": [key]}
 
 
 def user(content: str, system: str = "") -> list[dict[str, str]]:
@@ -98,8 +107,10 @@ class Sample:
         """A schema-constrained call, parsed; unusable output raises ``StepFailed("parse", ...)``."""
         done = await self.ask(engine, messages, json_schema=schema, **kwargs)
         value = parse_json(done.text)
-        if value is None:
-            raise StepFailed("parse", f"no JSON in model output: {done.text[:200]!r}")
+        expected = {"object": dict, "array": list}.get(schema.get("type"))
+        if value is None or (expected is not None and not isinstance(value, expected)):
+            # Usually output cut off by max_tokens: the JSON never closed, or only an inner part of it parsed.
+            raise StepFailed("parse", f"no JSON {schema.get('type', 'value')} in model output: {done.text[:200]!r}")
         return value
 
     def fail(self, stage: str, error: str) -> Sample:

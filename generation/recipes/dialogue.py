@@ -14,10 +14,8 @@ from typing import Any, ClassVar
 import pyarrow as pa
 
 from generation.engine import EngineClient, check_sampling
-from generation.recipes.base import Sample, StepFailed, attempt, render, user
+from generation.recipes.base import Sample, StepFailed, attempt, render, string_list, user
 
-_LIST = {"type": "array", "items": {"type": "string"}}
-SUBTOPICS_SCHEMA = {"type": "object", "properties": {"subtopics": _LIST}, "required": ["subtopics"]}
 PERSONAS_SCHEMA = {
     "type": "object",
     "properties": {
@@ -27,7 +25,10 @@ PERSONAS_SCHEMA = {
             "maxItems": 2,
             "items": {
                 "type": "object",
-                "properties": {"name": {"type": "string"}, "description": {"type": "string"}},
+                "properties": {
+                    "name": {"type": "string", "minLength": 1, "maxLength": 60},
+                    "description": {"type": "string", "maxLength": 200},
+                },
                 "required": ["name", "description"],
             },
         }
@@ -36,7 +37,7 @@ PERSONAS_SCHEMA = {
 }
 PLAN_SCHEMA = {
     "type": "object",
-    "properties": {"setting": {"type": "string"}, "tone": {"type": "string"}, "goal": {"type": "string"}},
+    "properties": {k: {"type": "string", "maxLength": 150} for k in ("setting", "tone", "goal")},
     "required": ["setting", "tone", "goal"],
 }
 DIALOGUE_SCHEMA = {
@@ -45,9 +46,13 @@ DIALOGUE_SCHEMA = {
         "turns": {
             "type": "array",
             "minItems": 2,
+            "maxItems": 12,
             "items": {
                 "type": "object",
-                "properties": {"speaker": {"type": "string"}, "text": {"type": "string"}},
+                "properties": {
+                    "speaker": {"type": "string", "minLength": 1, "maxLength": 60},
+                    "text": {"type": "string", "maxLength": 300},
+                },
                 "required": ["speaker", "text"],
             },
         }
@@ -101,7 +106,7 @@ class Dialogue:
             value = await first.ask_json(
                 engine,
                 user(render(self.subtopic_prompt, topic=topic, count=self.count)),
-                SUBTOPICS_SCHEMA,
+                string_list("subtopics", self.count),
                 **self.sampling,
             )
         except StepFailed as failed:

@@ -16,14 +16,9 @@ from typing import Any, ClassVar
 import pyarrow as pa
 
 from generation.engine import EngineClient, check_sampling
-from generation.recipes.base import Sample, StepFailed, attempt, render, user
+from generation.recipes.base import Sample, StepFailed, attempt, render, string_list, user
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
-QUESTIONS_SCHEMA = {
-    "type": "object",
-    "properties": {"questions": {"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": 5}},
-    "required": ["questions"],
-}
 SUPPORT_SCHEMA = {"type": "object", "properties": {"supported": {"type": "boolean"}}, "required": ["supported"]}
 
 
@@ -88,7 +83,7 @@ class DocQA:
             value = await asking.ask_json(
                 engine,
                 user(render(self.question_prompt, chunk=chunk, count=self.questions_per_chunk)),
-                QUESTIONS_SCHEMA,
+                string_list("questions", self.questions_per_chunk),
                 **self.question_sampling,
             )
         except StepFailed as failed:

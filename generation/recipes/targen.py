@@ -15,13 +15,7 @@ from typing import Any, ClassVar
 import pyarrow as pa
 
 from generation.engine import EngineClient, check_sampling
-from generation.recipes.base import Sample, StepFailed, attempt, render, user
-
-CONTEXTS_SCHEMA = {
-    "type": "object",
-    "properties": {"contexts": {"type": "array", "items": {"type": "string"}}},
-    "required": ["contexts"],
-}
+from generation.recipes.base import Sample, StepFailed, attempt, render, string_list, user
 
 
 class TarGEN:
@@ -68,7 +62,10 @@ class TarGEN:
             return [first.fail("input", f"seed needs a `labels` list with at least 2 labels, got {labels}")]
         try:
             value = await first.ask_json(
-                engine, user(render(self.context_prompt, task=task, count=self.count)), CONTEXTS_SCHEMA, **self.sampling
+                engine,
+                user(render(self.context_prompt, task=task, count=self.count)),
+                string_list("contexts", self.count),
+                **self.sampling,
             )
         except StepFailed as failed:
             return [first.fail(failed.stage, failed.error)]

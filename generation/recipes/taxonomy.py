@@ -19,20 +19,18 @@ from generation.recipes.base import Sample, StepFailed, attempt, parse_json, ren
 from generation.seeds import builtin_seeds
 from generation.state import SharedState
 
-TAXONOMY_SCHEMA = {
+_LABEL = {
     "type": "object",
     "properties": {
-        "labels": {
-            "type": "array",
-            "minItems": 2,
-            "maxItems": 12,
-            "items": {
-                "type": "object",
-                "properties": {"name": {"type": "string"}, "description": {"type": "string"}},
-                "required": ["name", "description"],
-            },
-        }
+        "name": {"type": "string", "minLength": 1, "maxLength": 40},
+        "description": {"type": "string", "maxLength": 100},
     },
+    "required": ["name", "description"],
+}
+# Bounded sizes keep a small model from running out of max_tokens before the JSON closes.
+TAXONOMY_SCHEMA = {
+    "type": "object",
+    "properties": {"labels": {"type": "array", "minItems": 2, "maxItems": 6, "items": _LABEL}},
     "required": ["labels"],
 }
 
@@ -77,22 +75,24 @@ class Taxonomy:
     def bind_state(self, state: SharedState) -> None:
         self.state = state
 
-    async def _ask_taxonomy(self, engine: EngineClient, prompt: str) -> list[dict[str, str]]:
-        done = await engine.chat(user(prompt), json_schema=TAXONOMY_SCHEMA, **self.sampling)
+    async def _ask_taxonomy(self, engine: EngineClient, sample: Sample, prompt: str) -> list[dict[str, str]]:
+        done = sample.spend(await engine.chat(user(prompt), json_schema=TAXONOMY_SCHEMA, **self.sampling))
         value = parse_json(done.text) if done.ok else None
         labels = value.get("labels") if isinstance(value, dict) else None
         return [x for x in labels or [] if isinstance(x, dict) and str(x.get("name", "")).strip()]
 
-    async def build_taxonomy(self, engine: EngineClient) -> dict[str, Any]:
-        """Phase 1: summaries → proposals on batches of summaries → one merged taxonomy."""
+    async def build_taxonomy(self, engine: EngineClient, sample: Sample) -> dict[str, Any]:
+        """Phase 1: summaries → proposals on batches of summaries → one merged taxonomy (tokens on ``sample``)."""
         summaries = await asyncio.gather(
             *(engine.chat(user(render(self.prompts["summary"], text=t)), **self.sampling) for t in self.sample)
         )
-        lines = [s.text.strip() for s in summaries if s.ok and s.text.strip()]
+        lines = [sample.spend(s).text.strip() for s in summaries if s.ok and s.text.strip()]
         batches = [lines[i : i + self.proposal_batch] for i in range(0, len(lines), self.proposal_batch)]
         proposals = await asyncio.gather(
             *(
-                self._ask_taxonomy(engine, render(self.prompts["propose"], summaries="\n".join(f"- {x}" for x in b)))
+                self._ask_taxonomy(
+                    engine, sample, render(self.prompts["propose"], summaries="\n".join(f"- {x}" for x in b))
+                )
                 for b in batches
             )
         )
@@ -103,7 +103,7 @@ class Taxonomy:
             proposals[0]
             if len(proposals) == 1
             else await self._ask_taxonomy(
-                engine, render(self.prompts["merge"], taxonomies="\n\n".join(_describe(p) for p in proposals))
+                engine, sample, render(self.prompts["merge"], taxonomies="\n\n".join(_describe(p) for p in proposals))
             )
         )
         merged = merged or proposals[0]
@@ -119,7 +119,7 @@ class Taxonomy:
 
         async def label(sample: Sample) -> Sample:
             try:
-                taxonomy = await self.state.compute_once("taxonomy", lambda: self.build_taxonomy(engine))
+                taxonomy = await self.state.compute_once("taxonomy", lambda: self.build_taxonomy(engine, sample))
             except RuntimeError as exc:  # another worker's phase 1 failed
                 raise StepFailed("taxonomy", str(exc)) from exc
             names = [x["name"] for x in taxonomy["labels"]]

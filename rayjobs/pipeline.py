@@ -21,7 +21,7 @@ from ray.data import ActorPoolStrategy
 from filtering.stage import FilterActor, build_filters, start_filter_state
 from generation.actor import GenerateActor
 from generation.engine import check_sampling
-from generation.recipes import build_recipe
+from generation.recipes import Recipe, build_recipe
 from generation.state import RunStateActor
 from rayjobs.redact import redact
 from rayjobs.report import render_card, render_report
@@ -103,9 +103,10 @@ def prepare_sink(sink: Sink, overwrite: bool) -> None:
 
 
 def build_dataset(
-    config: dict[str, Any], tables: list, schema, shards: dict[str, list], text_fields: list[str], state: Any
+    config: dict[str, Any], tables: list, recipe: Recipe, shards: dict[str, list], state: Any
 ) -> ray.data.Dataset:
     model, cluster, run = config["model"], config["cluster"], config["run"]
+    schema = row_schema(recipe.columns)
     light = float(cluster.get("stage_cpus", 0.25))
     in_flight = int(model.get("max_tasks_in_flight", 8))
     ds = ray.data.from_arrow(tables)
@@ -135,7 +136,7 @@ def build_dataset(
         FilterActor,
         batch_format="pyarrow",
         batch_size=None,
-        fn_constructor_kwargs=dict(steps=config["filters"] or {}, text_fields=text_fields, shards=shards),
+        fn_constructor_kwargs=dict(steps=config["filters"] or {}, text_fields=list(recipe.text_fields), shards=shards),
         compute=ActorPoolStrategy(size=int(cluster.get("filter_workers", 1))),
         num_cpus=light,
     )
@@ -143,7 +144,11 @@ def build_dataset(
         ShardWriter,
         batch_format="pyarrow",
         batch_size=None,
-        fn_constructor_kwargs=dict(uri=config["sink"]["uri"], storage_options=storage_options(config["sink"])),
+        fn_constructor_kwargs=dict(
+            uri=config["sink"]["uri"],
+            storage_options=storage_options(config["sink"]),
+            balance_fields=list(getattr(recipe, "balance_fields", ())),
+        ),
         compute=ActorPoolStrategy(size=int(cluster.get("writer_workers", 1))),
         num_cpus=light,
     )
@@ -165,7 +170,7 @@ def run(config: dict[str, Any]) -> RunResult:
     run_cfg, model = config["run"], config["model"]
     # Everything that can be checked without Ray or an engine is checked first: bad config fails in seconds.
     recipe = build_recipe(config["recipe"])
-    schema = row_schema(recipe.columns)
+    row_schema(recipe.columns)  # a recipe column clashing with synthray's own fails here, before Ray starts
     text_fields = list(recipe.text_fields)
     build_filters(config["filters"] or {}, text_fields)
     engine_gpus(model)
@@ -192,7 +197,7 @@ def run(config: dict[str, Any]) -> RunResult:
     shards = start_filter_state(config["filters"] or {})
     state = RunStateActor.remote()
     stats = RunStats(started=started)
-    for manifest in build_dataset(config, tables, schema, shards, text_fields, state).iter_batches(
+    for manifest in build_dataset(config, tables, recipe, shards, state).iter_batches(
         batch_format="pyarrow", batch_size=None
     ):
         stats.add_manifest(manifest)

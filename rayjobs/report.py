@@ -31,6 +31,22 @@ def _funnel(summary: dict[str, Any]) -> str:
     return f"<table><tr><th>stage</th><th>rows</th><th></th></tr>{rows}</table>"
 
 
+def _balance(balance: dict[str, dict[str, int]]) -> str:
+    if not balance:
+        return ""
+    parts = []
+    for column, counts in balance.items():
+        total = sum(counts.values()) or 1
+        rows = "".join(
+            f"<tr><td>{_e(v)}</td><td class=num>{n:,}</td><td class=num>{100 * n / total:.1f}%</td></tr>"
+            for v, n in counts.items()
+        )
+        parts.append(
+            f"<h3>{_e(column)}</h3><table><tr><th>value</th><th>kept rows</th><th>share</th></tr>{rows}</table>"
+        )
+    return "<h2>Label and attribute balance</h2>" + "".join(parts)
+
+
 def _throughput_svg(timeline: list[list[float]]) -> str:
     if len(timeline) < 2:
         return "<p class=sub>(too few shards for a throughput curve)</p>"
@@ -80,6 +96,7 @@ def render_report(
 <p class=sub>recipe <b>{_e(run["recipe"])}</b> · model <b>{_e(run["model"])}</b> ·
 output <code>{_e(run["uri"])}</code></p>
 <h2>Funnel</h2>{_funnel(summary)}
+{_balance(summary.get("balance") or {})}
 <h2>Errors by stage</h2>{f"<table>{errors}</table>" if errors else "<p class=sub>(no errors)</p>"}
 <h2>Tokens and throughput</h2>{tokens}{_throughput_svg(summary["timeline"])}
 <h2>Kept examples</h2>{_examples(examples.get("data"), kept_cols)}

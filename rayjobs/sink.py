@@ -103,11 +103,13 @@ class ShardWriter:
             ("completion_tokens", pa.int64()),
             ("seed_ids", pa.list_(pa.string())),
             ("reasons", pa.string()),
+            ("balance", pa.string()),
         ]
     )
 
-    def __init__(self, *, uri: str, storage_options: dict[str, Any]) -> None:
+    def __init__(self, *, uri: str, storage_options: dict[str, Any], balance_fields: list[str] = ()) -> None:
         self.sink = Sink(uri, storage_options)
+        self.balance_fields = list(balance_fields)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         manifest = []
@@ -118,10 +120,8 @@ class ShardWriter:
             part = part.select(columns_for(kind, batch.schema))
             path = self.sink.write_table(kind, part)
             reason_col = {"rejected": "rejected_by", "errors": "stage"}.get(kind)
-            reasons = {}
-            if reason_col:
-                for item in pc.value_counts(part[reason_col]).to_pylist():
-                    reasons[str(item["values"])] = item["counts"]
+            reasons = _counts(part[reason_col]) if reason_col else {}
+            balance = {f: _counts(part[f]) for f in self.balance_fields if kind == "data" and f in part.column_names}
             manifest.append(
                 {
                     "kind": kind,
@@ -131,6 +131,16 @@ class ShardWriter:
                     "completion_tokens": pc.sum(part["completion_tokens"]).as_py() or 0,
                     "seed_ids": pc.unique(part["seed_id"]).to_pylist(),
                     "reasons": json.dumps(reasons),
+                    "balance": json.dumps(balance),
                 }
             )
         return pa.Table.from_pylist(manifest, schema=self.MANIFEST)
+
+
+def _counts(column: pa.ChunkedArray) -> dict[str, int]:
+    """Value → count of a column, nulls left out (a label a row lacks is not a label)."""
+    return {
+        str(item["values"]): item["counts"]
+        for item in pc.value_counts(column).to_pylist()
+        if item["values"] is not None
+    }

@@ -21,6 +21,8 @@ class RunStats:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     seeds: set[str] = field(default_factory=set)
+    # Recipe label/attribute column → value → kept rows: how balanced the dataset is.
+    balance: dict[str, Counter] = field(default_factory=dict)
     shards: int = 0
     # (seconds since start, cumulative completion tokens, cumulative rows): the throughput curve of the report.
     timeline: list[tuple[float, int, int]] = field(default_factory=list)
@@ -36,6 +38,8 @@ class RunStats:
             counter = {"rejected": self.rejected_by, "errors": self.errors_by_stage}.get(kind)
             if counter is not None:
                 counter.update(json.loads(entry["reasons"]))
+            for column, counts in json.loads(entry["balance"] or "{}").items():
+                self.balance.setdefault(column, Counter()).update(counts)
         self.timeline.append((time.time() - self.started, self.completion_tokens, sum(self.rows.values())))
 
     def finish(self) -> None:
@@ -69,5 +73,6 @@ class RunStats:
             "wall_s": round(self.wall_s, 3),
             "completion_tokens_per_s": round(self.tokens_per_s, 2),
             "shards": self.shards,
+            "balance": {column: dict(counts.most_common()) for column, counts in self.balance.items()},
             "timeline": [[round(t, 2), tok, rows] for t, tok, rows in self.timeline],
         }

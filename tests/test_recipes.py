@@ -251,3 +251,13 @@ def test_template_defined_only_in_yaml(tmp_path):
     assert set(recipe.columns) == {"topic", "urgent"} and recipe.required_fields == ("text",)
     [sample] = _run(recipe, {"text": "The app crashes {x} ${oc.env:HOME}"})
     assert isinstance(sample.fields["urgent"], bool) and sample.fields["topic"]
+
+
+@pytest.mark.parametrize("name", ["template", "augment", "critique_revise", "pseudo_label"])
+def test_seed_text_reaches_the_model_literally(name):
+    recipe, _ = _recipe(name)
+    literal = "Keep ${oc.env:HOME} and {{ x }} and {instruction} as they are."
+    engine = Scripted(lambda p, s: {"label": "billing"} if s else "ok")
+    seed = {"instruction": literal, "output": "x", "text": literal}
+    _run(recipe, seed, engine)
+    assert any(literal in call["prompt"] for call in engine.calls), engine.calls[0]["prompt"]

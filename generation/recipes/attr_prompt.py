@@ -58,6 +58,7 @@ class AttrPrompt:
         ]
         random.Random(run_seed).shuffle(self.cycle)
         self.columns = {**{k: pa.string() for k in self.attributes}, "text": pa.string()}
+        self.balance_fields = tuple(self.attributes)
         self.state = SharedState()
 
     def bind_state(self, state: SharedState) -> None:

@@ -37,6 +37,7 @@ class Augment:
         "response": pa.string(),
     }
     text_fields: ClassVar[tuple[str, ...]] = ("instruction", "response")
+    balance_fields: ClassVar[tuple[str, ...]] = ("strategy",)
     required_fields: ClassVar[tuple[str, ...]] = ("instruction", "output")
 
     def __init__(

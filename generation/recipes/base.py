@@ -140,6 +140,7 @@ class Recipe(Protocol):
 
     ``columns`` become Parquet columns of every output row; ``text_fields`` are what filters read by default;
     ``required_fields`` are checked on each seed before any engine call (a seed missing one goes to errors/).
+    An optional ``balance_fields`` names label/attribute columns whose value counts run.json and the report show.
     """
 
     name: ClassVar[str]

@@ -30,6 +30,7 @@ class GradedRelevance:
         "document": pa.string(),
     }
     text_fields: ClassVar[tuple[str, ...]] = ("document",)
+    balance_fields: ClassVar[tuple[str, ...]] = ("relevance",)
     required_fields: ClassVar[tuple[str, ...]] = ("query",)
 
     def __init__(self, levels: dict, prompt: str, sampling: dict | None = None) -> None:

@@ -56,6 +56,7 @@ class Judge:
         "order_verdicts": pa.list_(pa.string()),
     }
     text_fields: ClassVar[tuple[str, ...]] = ("critique",)
+    balance_fields: ClassVar[tuple[str, ...]] = ("score", "winner")
 
     def __init__(
         self,

@@ -38,6 +38,7 @@ class PseudoLabel:
         "candidates": pa.list_(pa.string()),
     }
     text_fields: ClassVar[tuple[str, ...]] = ("text",)
+    balance_fields: ClassVar[tuple[str, ...]] = ("label",)
     required_fields: ClassVar[tuple[str, ...]] = ("text",)
 
     def __init__(

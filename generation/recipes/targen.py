@@ -38,6 +38,7 @@ class TarGEN:
         "corrected": pa.bool_(),
     }
     text_fields: ClassVar[tuple[str, ...]] = ("text",)
+    balance_fields: ClassVar[tuple[str, ...]] = ("label", "corrected")
     required_fields: ClassVar[tuple[str, ...]] = ("task",)
 
     def __init__(

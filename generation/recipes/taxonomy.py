@@ -49,6 +49,7 @@ class Taxonomy:
     name: ClassVar[str] = "taxonomy"
     columns: ClassVar[dict[str, pa.DataType]] = {"text": pa.string(), "label": pa.string()}
     text_fields: ClassVar[tuple[str, ...]] = ("text",)
+    balance_fields: ClassVar[tuple[str, ...]] = ("label",)
     required_fields: ClassVar[tuple[str, ...]] = ("text",)
 
     def __init__(

@@ -4,10 +4,14 @@ from filtering.base import Filter
 from filtering.echo import EchoFilter
 from filtering.exact_dedup import ExactDedupFilter
 from filtering.length import LengthFilter
+from filtering.pii import PIIRedactor
 from filtering.refusal import RefusalFilter
+from filtering.schema import SchemaFilter
+from filtering.threshold import ThresholdFilter
 
 FILTERS: dict[str, type[Filter]] = {
-    cls.name: cls for cls in (LengthFilter, RefusalFilter, EchoFilter, ExactDedupFilter)
+    cls.name: cls
+    for cls in (LengthFilter, RefusalFilter, EchoFilter, ExactDedupFilter, PIIRedactor, ThresholdFilter, SchemaFilter)
 }
 
 __all__ = ["FILTERS", "Filter"]

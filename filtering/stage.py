@@ -7,13 +7,18 @@ dedup filter placed last never records a hash for a sample that another filter d
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
+import ray
 
 from filtering import FILTERS, Filter
 from filtering.exact_dedup import start_shards
+
+FILTER_SECONDS = "filter_seconds"
+FILTER_COUNTERS = "filter_counters"
 
 
 def _kind(step: str, params: Mapping[str, Any]) -> str:
@@ -43,6 +48,14 @@ def build_filters(
     return built
 
 
+def filter_columns(steps: Mapping[str, Mapping[str, Any] | None]) -> dict[str, pa.DataType]:
+    """Columns the configured filters add to every row (e.g. ``pii_redactions``)."""
+    columns: dict[str, pa.DataType] = {}
+    for step, params in steps.items():
+        columns.update(getattr(FILTERS[_kind(step, params or {})], "columns", {}))
+    return columns
+
+
 def start_filter_state(steps: Mapping[str, Mapping[str, Any] | None]) -> dict[str, list]:
     """Start the shard actors of every stateful step (global across all filter workers of the run)."""
     return {
@@ -55,16 +68,22 @@ def start_filter_state(steps: Mapping[str, Mapping[str, Any] | None]) -> dict[st
 class FilterActor:
     """Ray Data UDF applying the filter steps; stateless steps run here, stateful ones call their shard actors."""
 
-    def __init__(self, *, steps: Mapping[str, Any], text_fields: Sequence[str], shards: Mapping[str, list]) -> None:
+    def __init__(
+        self, *, steps: Mapping[str, Any], text_fields: Sequence[str], shards: Mapping[str, list], state: Any = None
+    ) -> None:
         self.filters = build_filters(steps, text_fields, shards)
+        self.state = state  # the run's RunStateActor: per-step seconds are added up there
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         rows = batch.to_pylist()
         pending = [i for i, row in enumerate(rows) if row["status"] == "ok"]
+        seconds: dict[str, float] = {}
         for step, filt in self.filters:
             if not pending:
                 break
+            started = time.perf_counter()
             verdicts = filt.keep_batch([rows[i] for i in pending])
+            seconds[step] = time.perf_counter() - started
             kept = []
             for i, (keep, reason) in zip(pending, verdicts, strict=True):
                 if keep:
@@ -72,4 +91,17 @@ class FilterActor:
                 else:
                     rows[i].update(status="rejected", rejected_by=step, reject_reason=reason)
             pending = kept
+        if self.state is not None and seconds:
+            counters = {
+                f"{step}.{name}": n
+                for step, filt in self.filters
+                for name, n in getattr(filt, "drain_counters", dict)().items()
+            }
+            # Waited for (about a millisecond a batch): the driver reads these totals right after the last batch.
+            ray.get(
+                [
+                    self.state.accumulate.remote(FILTER_SECONDS, seconds),
+                    self.state.accumulate.remote(FILTER_COUNTERS, counters),
+                ]
+            )
         return pa.Table.from_pylist(rows, schema=batch.schema)

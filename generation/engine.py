@@ -270,7 +270,10 @@ class VLLMEngine:
         return await self._run(self._tokenizer.encode(text, add_special_tokens=False), n, json_schema, sampling)
 
     def shutdown(self) -> None:
-        self._engine.shutdown()
+        # Drop the reference once shut down, so AsyncLLM.__del__ does not run again at interpreter exit.
+        engine, self._engine = self._engine, None
+        if engine is not None:
+            engine.shutdown()
 
 
 def build_engine(model: dict[str, Any], seed: int = 0) -> EngineClient:

@@ -12,6 +12,7 @@ from typing import Any
 import ray
 
 _FAILED = "__failed__"
+ARTIFACT = "artifact/"  # values under keys with this prefix are written to the sink as artifacts/<name>.json
 
 
 @ray.remote(num_cpus=0)
@@ -30,6 +31,12 @@ class RunStateActor:
 
     def put(self, key: str, value: Any) -> None:
         self._values[key] = value
+
+    def accumulate(self, key: str, amounts: dict[str, float]) -> None:
+        """Add ``amounts`` into the number map at ``key`` (workers report counters and timings this way)."""
+        totals = self._values.setdefault(key, {})
+        for name, amount in amounts.items():
+            totals[name] = totals.get(name, 0) + amount
 
     def advance(self, key: str, step: int) -> int:
         """A run-wide cursor: returns its position and moves it by ``step`` (one caller at a time)."""

@@ -18,11 +18,18 @@ from typing import Any
 import ray
 from ray.data import ActorPoolStrategy
 
-from filtering.stage import FilterActor, build_filters, start_filter_state
+from filtering.stage import (
+    FILTER_COUNTERS,
+    FILTER_SECONDS,
+    FilterActor,
+    build_filters,
+    filter_columns,
+    start_filter_state,
+)
 from generation.actor import GenerateActor
 from generation.engine import check_sampling
 from generation.recipes import Recipe, build_recipe
-from generation.state import RunStateActor
+from generation.state import ARTIFACT, RunStateActor
 from rayjobs.redact import redact
 from rayjobs.report import render_card, render_report
 from rayjobs.rows import row_schema
@@ -106,7 +113,7 @@ def build_dataset(
     config: dict[str, Any], tables: list, recipe: Recipe, shards: dict[str, list], state: Any
 ) -> ray.data.Dataset:
     model, cluster, run = config["model"], config["cluster"], config["run"]
-    schema = row_schema(recipe.columns)
+    schema = row_schema({**recipe.columns, **filter_columns(config["filters"] or {})})
     light = float(cluster.get("stage_cpus", 0.25))
     in_flight = int(model.get("max_tasks_in_flight", 8))
     ds = ray.data.from_arrow(tables)
@@ -136,7 +143,9 @@ def build_dataset(
         FilterActor,
         batch_format="pyarrow",
         batch_size=None,
-        fn_constructor_kwargs=dict(steps=config["filters"] or {}, text_fields=list(recipe.text_fields), shards=shards),
+        fn_constructor_kwargs=dict(
+            steps=config["filters"] or {}, text_fields=list(recipe.text_fields), shards=shards, state=state
+        ),
         compute=ActorPoolStrategy(size=int(cluster.get("filter_workers", 1))),
         num_cpus=light,
     )
@@ -170,7 +179,8 @@ def run(config: dict[str, Any]) -> RunResult:
     run_cfg, model = config["run"], config["model"]
     # Everything that can be checked without Ray or an engine is checked first: bad config fails in seconds.
     recipe = build_recipe(config["recipe"])
-    row_schema(recipe.columns)  # a recipe column clashing with synthray's own fails here, before Ray starts
+    # A recipe or filter column clashing with synthray's own fails here, before Ray starts.
+    row_schema({**recipe.columns, **filter_columns(config["filters"] or {})})
     text_fields = list(recipe.text_fields)
     build_filters(config["filters"] or {}, text_fields)
     engine_gpus(model)
@@ -203,13 +213,16 @@ def run(config: dict[str, Any]) -> RunResult:
         stats.add_manifest(manifest)
     stats.finish()
     summary = stats.to_dict(seeds_read)
+    state_values = ray.get(state.values.remote())
+    summary["filters"] = stats.filter_funnel(list(config["filters"] or {}), state_values.get(FILTER_SECONDS, {}))
+    summary["filter_counters"] = state_values.get(FILTER_COUNTERS, {})
     missing = seeds_read - summary["seeds_accounted"]
     if missing:
         raise RuntimeError(
             f"{missing} of {seeds_read} seeds produced no output row; the run is incomplete "
             f"and {SUCCESS} was not written"
         )
-    finalize(sink, config, summary, text_fields, artifacts=ray.get(state.values.remote()))
+    finalize(sink, config, summary, text_fields, artifacts=state_values)
     return RunResult(sink, summary)
 
 
@@ -218,8 +231,10 @@ def finalize(
 ) -> None:
     """artifacts/, run.json, report.html and README.md, then ``_SUCCESS`` last: its presence means the run is
     complete. Artifacts are what recipes computed once for the whole run (e.g. a label taxonomy)."""
-    for name, value in sorted(artifacts.items()):
-        sink.write_text(f"artifacts/{name}.json", json.dumps(value, indent=2, ensure_ascii=False, default=str))
+    for key, value in sorted(artifacts.items()):
+        if key.startswith(ARTIFACT):
+            name = key.removeprefix(ARTIFACT)
+            sink.write_text(f"artifacts/{name}.json", json.dumps(value, indent=2, ensure_ascii=False, default=str))
     model = config["model"]
     run_info = {
         "name": config["run"]["name"],

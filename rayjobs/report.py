@@ -31,6 +31,18 @@ def _funnel(summary: dict[str, Any]) -> str:
     return f"<table><tr><th>stage</th><th>rows</th><th></th></tr>{rows}</table>"
 
 
+def _filters(funnel: list[dict[str, Any]]) -> str:
+    if not funnel:
+        return ""
+    rows = "".join(
+        f"<tr><td>{_e(f['step'])}</td><td class=num>{f['seen']:,}</td><td class=num>{f['kept']:,}</td>"
+        f"<td class=num>{f['dropped']:,}</td><td class=num>{f['seconds']:.3f}</td></tr>"
+        for f in funnel
+    )
+    head = "<tr><th>filter</th><th>seen</th><th>kept</th><th>dropped</th><th>seconds</th></tr>"
+    return f"<h2>Filters</h2><table>{head}{rows}</table>"
+
+
 def _balance(balance: dict[str, dict[str, int]]) -> str:
     if not balance:
         return ""
@@ -96,6 +108,7 @@ def render_report(
 <p class=sub>recipe <b>{_e(run["recipe"])}</b> · model <b>{_e(run["model"])}</b> ·
 output <code>{_e(run["uri"])}</code></p>
 <h2>Funnel</h2>{_funnel(summary)}
+{_filters(summary.get("filters") or [])}
 {_balance(summary.get("balance") or {})}
 <h2>Errors by stage</h2>{f"<table>{errors}</table>" if errors else "<p class=sub>(no errors)</p>"}
 <h2>Tokens and throughput</h2>{tokens}{_throughput_svg(summary["timeline"])}

@@ -42,6 +42,27 @@ class RunStats:
                 self.balance.setdefault(column, Counter()).update(counts)
         self.timeline.append((time.time() - self.started, self.completion_tokens, sum(self.rows.values())))
 
+    def filter_funnel(self, steps: list[str], seconds: dict[str, float]) -> list[dict[str, Any]]:
+        """Per filter step, in order: rows seen, kept, dropped and time. Rows reach the filters with status ok;
+        each step sees what the previous one kept, so seen = kept + dropped holds at every step."""
+        seen = self.rows["data"] + sum(self.rejected_by[s] for s in steps)
+        funnel = []
+        for step in steps:
+            dropped = self.rejected_by[step]
+            spent = seconds.get(step, 0.0)
+            funnel.append(
+                {
+                    "step": step,
+                    "seen": seen,
+                    "kept": seen - dropped,
+                    "dropped": dropped,
+                    "seconds": round(spent, 6),
+                    "rows_per_s": round(seen / spent, 1) if spent > 0 else None,
+                }
+            )
+            seen -= dropped
+        return funnel
+
     def finish(self) -> None:
         self.finished = time.time()
 

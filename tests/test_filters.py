@@ -93,3 +93,59 @@ def test_echo_drops_answers_that_repeat_the_prompt():
     assert f.keep_batch([_row("Write a long poem about rain.", "a long poem")]) == [(False, "echoes:instruction")]
     assert f.keep_batch([_row("Name a fruit.", "Apple.")]) == [(True, None)]
     assert f.keep_batch([{"response": "x"}]) == [(True, None)]
+
+
+def test_pii_redacts_emails_ips_phones_and_counts_them():
+    from filtering.pii import PIIRedactor
+
+    f = PIIRedactor(fields=["response"])
+    row = _row("x", "Mail ann.lee+x@mail.example.org or call +1 (555) 123-4567 from 10.0.0.12 on 2024-05-01.")
+    assert f.keep_batch([row]) == [(True, None)]
+    assert row["response"] == "Mail [EMAIL] or call [PHONE] from [IP] on 2024-05-01."
+    assert row["pii_redactions"] == 3 and f.drain_counters() == {"email": 1, "ip": 1, "phone": 1}
+    assert f.drain_counters() == {}
+    clean = "Version 1.2.3 costs 42 euros on 2024-05-01 at 10:30; naïve café ☕"
+    untouched = _row("x", clean)
+    f.keep_batch([untouched])
+    assert untouched["response"] == clean and untouched["pii_redactions"] == 0
+    with pytest.raises(ValueError, match="valid choices"):
+        PIIRedactor(kinds=["ssn"])
+
+
+def test_threshold_bounds_and_missing_values():
+    from filtering.threshold import ThresholdFilter
+
+    f = ThresholdFilter(column="confidence", min=0.6)
+    assert f.keep_batch([{"confidence": 0.8}, {"confidence": 0.5}, {"confidence": None}]) == [
+        (True, None),
+        (False, "confidence_below_0.6"),
+        (False, "confidence_missing"),
+    ]
+    assert ThresholdFilter(column="score", max=9, keep_missing=True).keep_batch([{}, {"score": 10}]) == [
+        (True, None),
+        (False, "score_above_9"),
+    ]
+    with pytest.raises(ValueError, match="needs min or max"):
+        ThresholdFilter(column="score")
+
+
+def test_schema_filter_required_and_json():
+    from filtering.schema import SchemaFilter
+
+    f = SchemaFilter(
+        required=["label"], json_fields={"votes": {"type": "object", "additionalProperties": {"type": "integer"}}}
+    )
+    assert f.keep_batch([{"label": "a", "votes": '{"a": 3}'}]) == [(True, None)]
+    assert f.keep_batch([{"label": "", "votes": "{}"}]) == [(False, "missing:label")]
+    assert f.keep_batch([{"label": "a", "votes": "{broken"}]) == [(False, "invalid_json:votes")]
+    assert f.keep_batch([{"label": "a", "votes": '{"a": "x"}'}]) == [(False, "schema:votes:type")]
+
+
+@pytest.mark.parametrize("text", ["", "ünïcödé 文字 🙂 " * 3, "word " * 200_000])
+def test_text_filters_handle_empty_unicode_and_very_long_text(text):
+    from filtering.pii import PIIRedactor
+
+    for f in (LengthFilter(min_chars=1, max_chars=500_000), RefusalFilter(), PIIRedactor()):
+        f.bind_fields(["response"])
+        [(keep, reason)] = f.keep_batch([_row("task", text)])
+        assert isinstance(keep, bool) and (keep or reason)

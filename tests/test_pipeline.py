@@ -92,6 +92,11 @@ def test_rejected_rows_carry_filter_and_reason(ray_session, dry_config):
     rejected = _read(config["sink"]["uri"], "rejected")
     assert result.summary["kept"] == 0 and rejected.num_rows == result.summary["generated"] > 0
     assert set(rejected["rejected_by"].to_pylist()) == {"length"}
+    funnel = {f["step"]: f for f in result.summary["filters"]}
+    assert list(funnel) == ["length", "refusal", "echo", "exact_dedup"]
+    assert funnel["length"]["seen"] == result.summary["generated"] == funnel["length"]["dropped"]
+    assert all(f["seen"] == f["kept"] + f["dropped"] for f in funnel.values())
+    assert sum(f["seconds"] for f in funnel.values()) > 0  # exact_dedup alone asks its shard actors
     assert all(r.startswith("too_few_words:") for r in rejected["reject_reason"].to_pylist())
     assert "error" not in rejected.column_names
     shard = Sink(config["sink"]["uri"]).shards("rejected")[0]
@@ -150,3 +155,30 @@ def test_every_recipe_runs_end_to_end_with_no_other_argument(ray_session, dry_co
     if recipe == "taxonomy":
         taxonomy = json.loads(Sink(config["sink"]["uri"]).read_text("artifacts/taxonomy.json"))
         assert len(taxonomy["labels"]) >= 2
+
+
+def test_filter_columns_and_counters_reach_output_and_run_json(ray_session, dry_config, tmp_path):
+    seeds = tmp_path / "seeds.jsonl"
+    seeds.write_text(
+        "\n".join(json.dumps({"id": f"s{i}", "instruction": f"Write to ann{i}@example.com now."}) for i in range(3))
+        + "\n"
+    )
+    config = dry_config(
+        "recipe=template",
+        "source=jsonl",
+        f"source.uri={seeds}",
+        "filters=none",
+        "+filters.pii.fields=[response]",
+        "+filters.high.kind=threshold",
+        "+filters.high.column=completion_tokens",
+        "+filters.high.min=1",
+    )
+    result = run(config)
+    data = _read(config["sink"]["uri"], "data")
+    assert "pii_redactions" in data.column_names and result.summary["kept"] == 3
+    assert [f["step"] for f in result.summary["filters"]] == ["pii", "high"]
+    assert result.summary["filter_counters"] == {} or set(result.summary["filter_counters"]) <= {
+        "pii.email",
+        "pii.ip",
+        "pii.phone",
+    }

@@ -195,7 +195,7 @@ def test_taxonomy_phase_one_runs_once_and_labels_with_it():
     assert phase_one_calls == 4 + 2 + 1 + 1  # summaries, proposals, merge, first label
     assert len(engine.calls) == phase_one_calls + 1  # the second seed reuses the taxonomy
     assert first[0].fields["label"] == second[0].fields["label"] == "bugs"
-    stored = asyncio.run(recipe.state.values())["taxonomy"]
+    stored = asyncio.run(recipe.state.values())["artifact/taxonomy"]
     assert [x["name"] for x in stored["labels"]] == ["billing", "bugs"]
 
 

@@ -17,7 +17,7 @@ import pyarrow as pa
 from generation.engine import EngineClient, check_sampling
 from generation.recipes.base import Sample, StepFailed, attempt, parse_json, render, user
 from generation.seeds import builtin_seeds
-from generation.state import SharedState
+from generation.state import ARTIFACT, SharedState
 
 _LABEL = {
     "type": "object",
@@ -120,7 +120,9 @@ class Taxonomy:
 
         async def label(sample: Sample) -> Sample:
             try:
-                taxonomy = await self.state.compute_once("taxonomy", lambda: self.build_taxonomy(engine, sample))
+                taxonomy = await self.state.compute_once(
+                    f"{ARTIFACT}taxonomy", lambda: self.build_taxonomy(engine, sample)
+                )
             except RuntimeError as exc:  # another worker's phase 1 failed
                 raise StepFailed("taxonomy", str(exc)) from exc
             names = [x["name"] for x in taxonomy["labels"]]

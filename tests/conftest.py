@@ -13,6 +13,19 @@ from omegaconf import OmegaConf
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = str(REPO / "conf")
+# Columns every self_instruct output row carries (the DESIGN.md row schema plus the recipe's own fields).
+SELF_INSTRUCT_COLUMNS = (
+    "id",
+    "seed_id",
+    "sample_index",
+    "recipe",
+    "model",
+    "instruction",
+    "response",
+    "context_ids",
+    "prompt_tokens",
+    "completion_tokens",
+)
 
 
 def make_config(overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:

@@ -9,6 +9,7 @@ import pytest
 
 from rayjobs.pipeline import run
 from rayjobs.sink import Sink
+from tests.conftest import SELF_INSTRUCT_COLUMNS
 
 
 def _read(uri: str, kind: str):
@@ -24,18 +25,7 @@ def test_dry_run_writes_the_documented_layout(ray_session, dry_config):
     for name in ("run.json", "report.html", "README.md", "_SUCCESS"):
         assert sink.exists(name), name
     data = _read(uri, "data")
-    assert {
-        "id",
-        "seed_id",
-        "sample_index",
-        "recipe",
-        "model",
-        "instruction",
-        "response",
-        "context_ids",
-        "prompt_tokens",
-        "completion_tokens",
-    } <= set(data.column_names)
+    assert set(SELF_INSTRUCT_COLUMNS) <= set(data.column_names)
     assert "status" not in data.column_names and "error" not in data.column_names
     ids = data["id"].to_pylist()
     assert len(ids) == len(set(ids)) == 30

@@ -62,8 +62,7 @@ class Augment:
         except StepFailed as failed:
             return [base.fail(failed.stage, failed.error)]
         texts = [t.strip() for t in done.texts]
-        samples = [Sample(dict(base.fields)) for _ in texts]
-        samples[0].prompt_tokens, samples[0].completion_tokens = base.prompt_tokens, base.completion_tokens
+        samples = base.fan_out([{} for _ in texts])
         if self.strategy == "answer_augmentation":
             for sample, text in zip(samples, texts, strict=True):
                 sample.fields.update(instruction=instruction, response=text)

@@ -113,6 +113,15 @@ class Sample:
             raise StepFailed("parse", f"no JSON {schema.get('type', 'value')} in model output: {done.text[:200]!r}")
         return value
 
+    def fan_out(self, fields: list[dict[str, Any]]) -> list[Sample]:
+        """One sample per ``fields``, each starting from this sample's fields; the tokens this shared step spent
+        are booked once, on the first, so per-row sums still add up to the run's total."""
+        samples = [Sample({**self.fields, **f}) for f in fields]
+        if samples:
+            samples[0].prompt_tokens += self.prompt_tokens
+            samples[0].completion_tokens += self.completion_tokens
+        return samples
+
     def fail(self, stage: str, error: str) -> Sample:
         self.stage, self.error = stage, error
         return self

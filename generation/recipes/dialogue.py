@@ -114,8 +114,7 @@ class Dialogue:
         subtopics = [s.strip() for s in value.get("subtopics", []) if isinstance(s, str) and s.strip()][: self.count]
         if not subtopics:
             return [first.fail("parse", f"no subtopics in {value!r}"[:300])]
-        samples = [Sample({"topic": topic, "subtopic": s}) for s in subtopics]
-        samples[0].prompt_tokens, samples[0].completion_tokens = first.prompt_tokens, first.completion_tokens
+        samples = first.fan_out([{"subtopic": s} for s in subtopics])
 
         async def converse(sample: Sample) -> Sample:
             subtopic = sample.fields["subtopic"]

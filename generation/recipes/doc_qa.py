@@ -92,8 +92,7 @@ class DocQA:
         questions = list(dict.fromkeys(questions))[: self.questions_per_chunk]
         if not questions:
             return [asking.fail("parse", f"no questions for chunk {index}: {value!r}"[:300])]
-        samples = [Sample({"chunk_index": index, "chunk": chunk, "question": q}) for q in questions]
-        samples[0].prompt_tokens, samples[0].completion_tokens = asking.prompt_tokens, asking.completion_tokens
+        samples = asking.fan_out([{"question": q} for q in questions])
 
         async def answer_and_check(sample: Sample) -> Sample:
             question = sample.fields["question"]

@@ -90,9 +90,8 @@ class EntiGraph:
         if len(entities) < 2:
             return [extraction.fail("parse", f"fewer than 2 distinct entities extracted: {entities}")]
         groups = self.groups(entities, rng)
-        # The extraction call is shared by every sample of the document; its tokens are booked on the first.
-        samples = [Sample({"entities": entities, "entity_group": list(g)}) for g in groups]
-        samples[0].prompt_tokens, samples[0].completion_tokens = extraction.prompt_tokens, extraction.completion_tokens
+        extraction.fields["entities"] = entities
+        samples = extraction.fan_out([{"entity_group": list(g)} for g in groups])
 
         async def relate(sample: Sample) -> Sample:
             prompt = render(self.relation_prompt, document=document, entities=", ".join(sample.fields["entity_group"]))

@@ -73,8 +73,7 @@ class TarGEN:
         contexts = [c.strip() for c in value.get("contexts", []) if isinstance(c, str) and c.strip()][: self.count]
         if not contexts:
             return [first.fail("parse", f"no contexts in {value!r}"[:300])]
-        samples = [Sample({"task": task, "context": c, "intended_label": label}) for c in contexts for label in labels]
-        samples[0].prompt_tokens, samples[0].completion_tokens = first.prompt_tokens, first.completion_tokens
+        samples = first.fan_out([{"context": c, "intended_label": label} for c in contexts for label in labels])
         label_schema = {
             "type": "object",
             "properties": {"label": {"type": "string", "enum": labels}},

@@ -4,6 +4,7 @@ from filtering.base import Filter
 from filtering.echo import EchoFilter
 from filtering.exact_dedup import ExactDedupFilter
 from filtering.length import LengthFilter
+from filtering.near_dedup import NearDedupFilter
 from filtering.pii import PIIRedactor
 from filtering.refusal import RefusalFilter
 from filtering.schema import SchemaFilter
@@ -11,7 +12,16 @@ from filtering.threshold import ThresholdFilter
 
 FILTERS: dict[str, type[Filter]] = {
     cls.name: cls
-    for cls in (LengthFilter, RefusalFilter, EchoFilter, ExactDedupFilter, PIIRedactor, ThresholdFilter, SchemaFilter)
+    for cls in (
+        LengthFilter,
+        RefusalFilter,
+        EchoFilter,
+        ExactDedupFilter,
+        NearDedupFilter,
+        PIIRedactor,
+        ThresholdFilter,
+        SchemaFilter,
+    )
 }
 
 __all__ = ["FILTERS", "Filter"]

@@ -149,3 +149,26 @@ def test_text_filters_handle_empty_unicode_and_very_long_text(text):
         f.bind_fields(["response"])
         [(keep, reason)] = f.keep_batch([_row("task", text)])
         assert isinstance(keep, bool) and (keep or reason)
+
+
+def test_near_dedup_catches_planted_near_copies_and_keeps_distinct_text(ray_session):
+    import random
+
+    from filtering.near_dedup import NearDedupFilter, shingles
+
+    rng = random.Random(7)
+    vocab = [f"w{i}" for i in range(5000)]
+    originals = [[rng.choice(vocab) for _ in range(100)] for _ in range(30)]
+    copies = []
+    for words in originals:  # one word changed in 100: shingle Jaccard ≈ 0.90
+        changed = list(words)
+        changed[rng.randrange(100)] = "changed"
+        copies.append(changed)
+    f = NearDedupFilter(fields=["response"], shards=start_shards(2))
+    first = f.keep_batch([{"response": " ".join(w)} for w in originals])
+    assert all(keep for keep, _ in first)  # distinct random texts share no band
+    second = f.keep_batch([{"response": " ".join(w)} for w in copies])
+    caught = sum(not keep for keep, _ in second)
+    assert caught >= 29 and {r for k, r in second if not k} == {"near_duplicate"}
+    assert shingles("", 5) == [] and shingles("a b", 5) == ["a b"]
+    assert f.keep_batch([{"response": ""}, {"response": "short text"}]) == [(True, None), (True, None)]

@@ -1,8 +1,10 @@
 """Filters (one small class each), their registry and the filter stage that applies them in order."""
 
 from filtering.base import Filter
+from filtering.decontamination import DecontaminationFilter
 from filtering.echo import EchoFilter
 from filtering.exact_dedup import ExactDedupFilter
+from filtering.gopher import GopherQualityFilter, GopherRepetitionFilter
 from filtering.length import LengthFilter
 from filtering.near_dedup import NearDedupFilter
 from filtering.pii import PIIRedactor
@@ -21,6 +23,9 @@ FILTERS: dict[str, type[Filter]] = {
         PIIRedactor,
         ThresholdFilter,
         SchemaFilter,
+        GopherQualityFilter,
+        GopherRepetitionFilter,
+        DecontaminationFilter,
     )
 }
 

@@ -110,9 +110,12 @@ class DryRunEngine:
         "story",
     )
 
-    def __init__(self, model_name: str = "dry-run", max_model_len: int = 4096, **default_sampling: Any) -> None:
+    def __init__(
+        self, model_name: str = "dry-run", max_model_len: int = 4096, echo: bool = False, **default_sampling: Any
+    ) -> None:
         self.model_name = model_name
         self.max_model_len = max_model_len
+        self.echo = echo
         self.default_sampling = check_sampling(dict(default_sampling))
 
     def count_tokens(self, text: str) -> int:
@@ -155,7 +158,7 @@ class DryRunEngine:
         if prompt_tokens > self.max_model_len:
             return Completion(error=f"prompt has {prompt_tokens} tokens, over max_model_len={self.max_model_len}")
         max_tokens = int(params.get("max_tokens") or 64)
-        texts = [self._text(prompt, i, max_tokens) for i in range(n)]
+        texts = [prompt if self.echo else self._text(prompt, i, max_tokens) for i in range(n)]
         if json_schema is not None:
             texts = [json.dumps(self._fake(json_schema, t.split())) for t in texts]
         await asyncio.sleep(0)  # yield like a real engine call, so concurrency bugs show up in unit tests
@@ -164,7 +167,8 @@ class DryRunEngine:
     async def chat(
         self, messages: Messages, *, n: int = 1, json_schema: dict | None = None, **sampling: Any
     ) -> Completion:
-        prompt = "\n".join(f"<{m['role']}> {m['content']}" for m in messages)
+        # Echo mode answers with the last message itself, so tests can plant known outputs through the seeds.
+        prompt = messages[-1]["content"] if self.echo else "\n".join(f"<{m['role']}> {m['content']}" for m in messages)
         return await self.generate(prompt, n=n, json_schema=json_schema, **sampling)
 
     def shutdown(self) -> None:
@@ -281,7 +285,12 @@ def build_engine(model: dict[str, Any], seed: int = 0) -> EngineClient:
     kind = model.get("engine")
     sampling = dict(model.get("sampling") or {})
     if kind == "dry_run":
-        return DryRunEngine(model_name=model["name"], max_model_len=model.get("max_model_len", 4096), **sampling)
+        return DryRunEngine(
+            model_name=model["name"],
+            max_model_len=model.get("max_model_len", 4096),
+            echo=bool(model.get("echo", False)),
+            **sampling,
+        )
     if kind == "vllm":
         from generation.models import resolve_model
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pyarrow as pa
 import pytest
 
@@ -172,3 +174,67 @@ def test_near_dedup_catches_planted_near_copies_and_keeps_distinct_text(ray_sess
     assert caught >= 29 and {r for k, r in second if not k} == {"near_duplicate"}
     assert shingles("", 5) == [] and shingles("a b", 5) == ["a b"]
     assert f.keep_batch([{"response": ""}, {"response": "short text"}]) == [(True, None), (True, None)]
+
+
+GOOD_TEXT = (
+    "The lighthouse stands on a group of rocks to the south of the harbour. The first tower was built of wood and "
+    "it was lit in the year of the great storm, which destroyed it along with the keeper's house. Engineers then "
+    "designed a stone tower that would resist the waves, and that tower shone for more than a century before the "
+    "rock beneath it began to erode. Today visitors can climb the old tower and look out over the water."
+)
+
+
+@pytest.mark.parametrize(
+    "text,reason",
+    [
+        (GOOD_TEXT, None),
+        ("Too short to be a document.", "gopher_short_doc"),
+        (" ".join(["supercalifragilisticexpialidocious"] * 60), "gopher_above_avg_threshold"),
+        ("# " * 10 + GOOD_TEXT, "gopher_too_many_hashes"),
+        ("\n".join("- the keeper waited with the lantern" for _ in range(20)), "gopher_too_many_bullets"),
+        (" ".join(str(10_000 + i) for i in range(60)) + " the and of lighthouse", "gopher_below_alpha_threshold"),
+        (
+            " ".join(["lighthouse rocks harbour tower wood storm keeper engineers stone waves"] * 6),
+            "gopher_enough_stop_words",
+        ),
+    ],
+)
+def test_gopher_quality_rules(text, reason):
+    from filtering.gopher import GopherQualityFilter
+
+    f = GopherQualityFilter(fields=["response"])
+    assert f.keep_batch([{"response": text}]) == [(reason is None, reason)]
+
+
+@pytest.mark.parametrize(
+    "text,reason",
+    [
+        (GOOD_TEXT, None),
+        ("", None),
+        ("\n\n".join([GOOD_TEXT] * 3), "dup_para_frac"),
+        ("\n".join(["the same line again and again"] * 5 + ["one other line here"]), "dup_line_frac"),
+        (GOOD_TEXT + " " + "buy now " * 60, "top_2_gram"),
+    ],
+)
+def test_gopher_repetition_rules(text, reason):
+    from filtering.gopher import GopherRepetitionFilter
+
+    f = GopherRepetitionFilter(fields=["response"])
+    assert f.keep_batch([{"response": text}]) == [(reason is None, reason)]
+
+
+def test_decontamination_names_the_leaked_benchmark(tmp_path):
+    from filtering.decontamination import DecontaminationFilter
+
+    bench = tmp_path / "bench.jsonl"
+    bench.write_text(json.dumps({"question": GOOD_TEXT}) + "\n")
+    f = DecontaminationFilter(
+        benchmarks=[{"name": "lighthouse-qa", "path": str(bench), "fields": ["question"]}], fields=["response"]
+    )
+    leak = "As it happens, " + " ".join(GOOD_TEXT.split()[10:24]) + " and more."
+    assert f.keep_batch([{"response": leak}, {"response": "Nothing in common with any benchmark at all here."}]) == [
+        (False, "contaminated:lighthouse-qa"),
+        (True, None),
+    ]
+    with pytest.raises(ValueError, match="cannot read"):
+        DecontaminationFilter(benchmarks=[{"name": "x", "path": str(tmp_path / "missing.jsonl"), "fields": ["q"]}])

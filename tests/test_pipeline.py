@@ -172,3 +172,56 @@ def test_filter_columns_and_counters_reach_output_and_run_json(ray_session, dry_
         "pii.ip",
         "pii.phone",
     }
+
+
+def test_planted_exact_near_duplicates_and_benchmark_leak_are_caught(ray_session, dry_config, tmp_path):
+    import random
+
+    rng = random.Random(3)
+    vocab = [f"word{i}" for i in range(3000)]
+
+    def text() -> str:
+        return " ".join(rng.choice(vocab) for _ in range(80))
+
+    base, leaked_source = text(), text()
+    near = base.split()
+    near[40] = "changed"
+    bench = tmp_path / "bench.jsonl"
+    bench.write_text(json.dumps({"question": leaked_source}) + "\n")
+    # One block holds the original and both copies, in this order, so "first seen" is the original.
+    rows = {
+        "base": base,
+        "exact-copy": base.upper() + " !",
+        "near-copy": " ".join(near),
+        "clean-1": text(),
+        "clean-2": text(),
+        "leak": "Intro words here. " + " ".join(leaked_source.split()[20:40]),
+    }
+    seeds = tmp_path / "seeds.jsonl"
+    seeds.write_text("".join(json.dumps({"id": k, "instruction": v}) + "\n" for k, v in rows.items()))
+    config = dry_config(
+        "recipe=template",
+        "source=jsonl",
+        f"source.uri={seeds}",
+        "model.echo=true",
+        "model.batch_size=3",
+        "filters=none",
+        f"+filters.decontamination.benchmarks=[{{name: bench, path: '{bench}', fields: [question]}}]",
+        "+filters.exact_dedup.num_shards=2",
+        "+filters.near_dedup.num_shards=2",
+    )
+    result = run(config)
+    rejected = {
+        r["seed_id"]: (r["rejected_by"], r["reject_reason"])
+        for r in _read(config["sink"]["uri"], "rejected").to_pylist()
+    }
+    assert rejected["leak"] == ("decontamination", "contaminated:bench")
+    assert rejected["exact-copy"] == ("exact_dedup", "duplicate")
+    assert rejected["near-copy"] == ("near_dedup", "near_duplicate")
+    assert "base" not in rejected
+    kept = set(_read(config["sink"]["uri"], "data")["seed_id"].to_pylist())
+    assert {"clean-1", "clean-2"} <= kept and len(kept) + len(rejected) == len(rows)
+    funnel = result.summary["filters"]
+    assert [f["step"] for f in funnel] == ["decontamination", "exact_dedup", "near_dedup"]
+    assert funnel[0]["seen"] == len(rows) and all(f["seen"] == f["kept"] + f["dropped"] for f in funnel)
+    assert funnel[-1]["kept"] == result.summary["kept"]

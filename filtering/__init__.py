@@ -7,6 +7,7 @@ from filtering.exact_dedup import ExactDedupFilter
 from filtering.gopher import GopherQualityFilter, GopherRepetitionFilter
 from filtering.length import LengthFilter
 from filtering.near_dedup import NearDedupFilter
+from filtering.novelty import NoveltyFilter
 from filtering.pii import PIIRedactor
 from filtering.refusal import RefusalFilter
 from filtering.schema import SchemaFilter
@@ -26,6 +27,7 @@ FILTERS: dict[str, type[Filter]] = {
         GopherQualityFilter,
         GopherRepetitionFilter,
         DecontaminationFilter,
+        NoveltyFilter,
     )
 }
 

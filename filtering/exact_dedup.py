@@ -60,7 +60,11 @@ class ExactDedupFilter(Filter):
     """
 
     name = "exact_dedup"
-    stateful = True
+
+    @staticmethod
+    def start_state(num_shards: int = 2, **_: Any) -> list:
+        """The shard actors holding this step's hashes; the pipeline hands them to every filter worker."""
+        return start_shards(int(num_shards))
 
     def __init__(
         self,

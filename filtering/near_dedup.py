@@ -15,7 +15,7 @@ import ray
 from rensa import RMinHash
 
 from filtering.base import Filter, Verdict
-from filtering.exact_dedup import normalize
+from filtering.exact_dedup import normalize, start_shards
 
 
 def shingles(text: str, n: int) -> list[str]:
@@ -39,7 +39,11 @@ class NearDedupFilter(Filter):
     """
 
     name = "near_dedup"
-    stateful = True
+
+    @staticmethod
+    def start_state(num_shards: int = 2, **_: Any) -> list:
+        """The shard actors holding this step's hashes; the pipeline hands them to every filter worker."""
+        return start_shards(int(num_shards))
 
     def __init__(
         self,

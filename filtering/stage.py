@@ -15,7 +15,6 @@ import pyarrow as pa
 import ray
 
 from filtering import FILTERS, Filter
-from filtering.exact_dedup import start_shards
 
 FILTER_SECONDS = "filter_seconds"
 FILTER_COUNTERS = "filter_counters"
@@ -37,7 +36,7 @@ def build_filters(
         params = dict(params or {})
         cls = FILTERS[_kind(step, params)]
         params.pop("kind", None)
-        if getattr(cls, "stateful", False):
+        if hasattr(cls, "start_state"):
             params["shards"] = (shards or {}).get(step)
         try:
             filt = cls(**params)
@@ -57,12 +56,13 @@ def filter_columns(steps: Mapping[str, Mapping[str, Any] | None]) -> dict[str, p
 
 
 def start_filter_state(steps: Mapping[str, Mapping[str, Any] | None]) -> dict[str, list]:
-    """Start the shard actors of every stateful step (global across all filter workers of the run)."""
-    return {
-        step: start_shards(int((params or {}).get("num_shards", 2)))
-        for step, params in steps.items()
-        if getattr(FILTERS[_kind(step, params or {})], "stateful", False)
-    }
+    """Start the state actors of every stateful step (global across all filter workers of the run)."""
+    started = {}
+    for step, params in steps.items():
+        cls = FILTERS[_kind(step, params or {})]
+        if hasattr(cls, "start_state"):
+            started[step] = cls.start_state(**{k: v for k, v in (params or {}).items() if k != "kind"})
+    return started
 
 
 class FilterActor:

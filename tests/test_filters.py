@@ -6,6 +6,7 @@ import json
 
 import pyarrow as pa
 import pytest
+import ray
 
 from filtering.exact_dedup import ExactDedupFilter, normalize, start_shards
 from filtering.length import LengthFilter
@@ -238,3 +239,38 @@ def test_decontamination_names_the_leaked_benchmark(tmp_path):
     ]
     with pytest.raises(ValueError, match="cannot read"):
         DecontaminationFilter(benchmarks=[{"name": "x", "path": str(tmp_path / "missing.jsonl"), "fields": ["q"]}])
+
+
+def test_rouge_l_matches_the_lcs_definition():
+    from filtering.novelty import rouge_l, tokens
+
+    assert rouge_l(tokens("the cat sat on the mat"), tokens("the cat sat on the mat")) == 1.0
+    # LCS("a b c d", "a c d e") = "a c d" → P = R = 3/4.
+    assert rouge_l(list("abcd"), list("acde")) == pytest.approx(0.75)
+    assert rouge_l([], ["a"]) == 0.0
+
+
+def test_novelty_drops_close_paraphrases_and_stays_sublinear(ray_session):
+    import random
+
+    from filtering.novelty import NoveltyFilter
+
+    rng = random.Random(5)
+    vocab = [f"v{i}" for i in range(4000)]
+    pool = [" ".join(rng.choice(vocab) for _ in range(12)) for _ in range(2000)]
+    [index] = NoveltyFilter.start_state(pool=pool)
+    f = NoveltyFilter(field="instruction", shards=[index])
+    copy = pool[7].split()
+    copy[3] = "changed"
+    verdicts = f.keep_batch(
+        [
+            {"instruction": " ".join(copy)},
+            {"instruction": "write a poem about the quiet sea"},
+            {"instruction": "write a poem about the quiet sea please"},
+        ]
+    )
+    assert verdicts[0][0] is False and verdicts[0][1].startswith("rouge_l_")
+    assert verdicts[1] == (True, None)
+    assert verdicts[2][0] is False  # close to the one accepted just before it in the same batch
+    stats = ray.get(index.stats.remote())
+    assert stats["pool"] == 2001 and stats["compared"] < 3 * 50  # candidates, not the whole pool of 2,000

@@ -104,7 +104,7 @@ class NoveltyFilter(Filter):
     ) -> None:
         super().__init__([field])
         self.field, self.threshold = field, threshold
-        self.index = (list(shards) or [None])[0]
+        self.index = list(shards or [None])[0]
 
     @staticmethod
     def start_state(threshold: float = 0.7, bands: int = 32, rows: int = 2, pool: Sequence[str] = (), **_: Any) -> list:

@@ -4,7 +4,9 @@ from filtering.base import Filter
 from filtering.decontamination import DecontaminationFilter
 from filtering.echo import EchoFilter
 from filtering.exact_dedup import ExactDedupFilter
+from filtering.fineweb import FineWebQualityFilter
 from filtering.gopher import GopherQualityFilter, GopherRepetitionFilter
+from filtering.language import LanguageFilter
 from filtering.length import LengthFilter
 from filtering.near_dedup import NearDedupFilter
 from filtering.novelty import NoveltyFilter
@@ -28,6 +30,8 @@ FILTERS: dict[str, type[Filter]] = {
         GopherRepetitionFilter,
         DecontaminationFilter,
         NoveltyFilter,
+        FineWebQualityFilter,
+        LanguageFilter,
     )
 }
 

@@ -274,3 +274,36 @@ def test_novelty_drops_close_paraphrases_and_stays_sublinear(ray_session):
     assert verdicts[2][0] is False  # close to the one accepted just before it in the same batch
     stats = ray.get(index.stats.remote())
     assert stats["pool"] == 2001 and stats["compared"] < 3 * 50  # candidates, not the whole pool of 2,000
+
+
+def test_language_filter_uses_the_packaged_model():
+    from filtering.language import LanguageFilter
+
+    f = LanguageFilter(languages=["en"], fields=["response"])
+    rows = [
+        {"response": GOOD_TEXT},
+        {
+            "response": "Der Leuchtturm steht auf einer Gruppe von Felsen südlich des "
+            "Hafens und wurde im Jahr des großen Sturms zerstört."
+        },
+        {"response": ""},
+    ]
+    verdicts = f.keep_batch(rows)
+    assert verdicts[0] == (True, None) and rows[0]["language"] == "en" and rows[0]["language_score"] > 0.9
+    assert verdicts[1] == (False, "language_de") and verdicts[2] == (False, "no_text")
+
+
+@pytest.mark.parametrize(
+    "text,reason",
+    [
+        (GOOD_TEXT, None),
+        ("\n".join(["Home", "About us", "Contact", "Products"] * 3), "line_punct_ratio"),
+        ("\n".join(["Short line.", "Another one.", "Third."] * 2 + [GOOD_TEXT]), "short_line_ratio"),
+        (GOOD_TEXT + "\n" + GOOD_TEXT, "char_dup_ratio"),
+        ("", "empty"),
+    ],
+)
+def test_fineweb_line_rules(text, reason):
+    from filtering.fineweb import FineWebQualityFilter
+
+    assert FineWebQualityFilter(fields=["response"]).keep_batch([{"response": text}]) == [(reason is None, reason)]

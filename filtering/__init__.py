@@ -1,6 +1,7 @@
 """Filters (one small class each), their registry and the filter stage that applies them in order."""
 
 from filtering.base import Filter
+from filtering.classifier import ClassifierFilter
 from filtering.decontamination import DecontaminationFilter
 from filtering.echo import EchoFilter
 from filtering.exact_dedup import ExactDedupFilter
@@ -32,6 +33,7 @@ FILTERS: dict[str, type[Filter]] = {
         NoveltyFilter,
         FineWebQualityFilter,
         LanguageFilter,
+        ClassifierFilter,
     )
 }
 

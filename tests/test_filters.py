@@ -307,3 +307,53 @@ def test_fineweb_line_rules(text, reason):
     from filtering.fineweb import FineWebQualityFilter
 
     assert FineWebQualityFilter(fields=["response"]).keep_batch([{"response": text}]) == [(reason is None, reason)]
+
+
+@pytest.fixture(scope="module")
+def tiny_classifier(tmp_path_factory):
+    """A randomly initialised 2-layer BERT classifier with a word-level tokenizer, saved by the test itself."""
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
+
+    path = tmp_path_factory.mktemp("classifier")
+    vocab = {w: i for i, w in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "good", "bad", "text", "the"])}
+    raw = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    raw.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=raw, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]"
+    )
+    tokenizer.save_pretrained(path)
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=64,
+        num_labels=2,
+        id2label={0: "clean", 1: "toxic"},
+        label2id={"clean": 0, "toxic": 1},
+    )
+    BertForSequenceClassification(config).save_pretrained(path)
+    return str(path)
+
+
+def test_classifier_filter_scores_in_batches_and_thresholds(tiny_classifier):
+    from filtering.classifier import ClassifierFilter
+
+    rows = [{"response": t} for t in ("good text", "bad text", "the good the bad", "", "text " * 300)]
+    scorer = ClassifierFilter(
+        model=tiny_classifier, label="toxic", max_score=1.0, batch_size=2, device="cpu", fields=["response"]
+    )
+    assert all(keep for keep, _ in scorer.keep_batch(rows))
+    scores = [r["classifier_score"] for r in rows]
+    assert all(0.0 <= s <= 1.0 for s in scores) and len(set(scores)) > 1
+    cut = sorted(scores)[2]
+    strict = ClassifierFilter(model=tiny_classifier, label="toxic", max_score=cut, device="cpu", fields=["response"])
+    verdicts = strict.keep_batch([dict(r) for r in rows])
+    assert [keep for keep, _ in verdicts] == [s <= cut for s in scores]
+    assert {reason for keep, reason in verdicts if not keep} == {f"score_above_{cut}"}
+    with pytest.raises(ValueError, match="not in the model's labels"):
+        ClassifierFilter(model=tiny_classifier, label="spam", max_score=0.5, fields=["response"]).keep_batch(rows)

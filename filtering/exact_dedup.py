@@ -50,7 +50,40 @@ def start_shards(num_shards: int) -> list[ray.actor.ActorHandle]:
     return [DedupShard.remote() for _ in range(num_shards)]
 
 
-class ExactDedupFilter(Filter):
+def any_seen(shards: Sequence[Any], keys_per_row: list[list[int]]) -> list[bool]:
+    """For each row, whether any of its keys was recorded earlier in the run, by any worker.
+
+    Keys go to the shard ``key % len(shards)``, one call per shard, rows in order: a later copy in the same batch
+    sees the earlier one. Every key is recorded, so the first occurrence wins.
+    """
+    if not shards:
+        raise RuntimeError("a dedup step has no shard actors: the pipeline must start them first")
+    by_shard: dict[int, list[tuple[int, int]]] = {}
+    for i, keys in enumerate(keys_per_row):
+        for key in keys:
+            by_shard.setdefault(key % len(shards), []).append((i, key))
+    refs = {s: shards[s].check_and_add.remote([k for _, k in pairs]) for s, pairs in by_shard.items()}
+    seen = [False] * len(keys_per_row)
+    for s, pairs in by_shard.items():
+        for (i, _), fresh in zip(pairs, ray.get(refs[s]), strict=True):
+            seen[i] = seen[i] or not fresh
+    return seen
+
+
+class ShardedDedup(Filter):
+    """Base of the dedup steps: their state is a set of keys spread over shard actors."""
+
+    def __init__(self, fields: Sequence[str] | None = None, shards: Sequence[Any] | None = None) -> None:
+        super().__init__(fields)
+        self.shards = list(shards or [])
+
+    @staticmethod
+    def start_state(num_shards: int = 2, **_: Any) -> list:
+        """The shard actors holding this step's keys; the pipeline hands them to every filter worker."""
+        return start_shards(int(num_shards))
+
+
+class ExactDedupFilter(ShardedDedup):
     """Drops a sample whose normalised text fields equal those of a sample seen earlier anywhere in the run.
 
     Args:
@@ -61,31 +94,12 @@ class ExactDedupFilter(Filter):
 
     name = "exact_dedup"
 
-    @staticmethod
-    def start_state(num_shards: int = 2, **_: Any) -> list:
-        """The shard actors holding this step's hashes; the pipeline hands them to every filter worker."""
-        return start_shards(int(num_shards))
-
     def __init__(
-        self,
-        fields: Sequence[str] | None = None,
-        num_shards: int = 2,
-        shards: Sequence[Any] | None = None,
+        self, fields: Sequence[str] | None = None, num_shards: int = 2, shards: Sequence[Any] | None = None
     ) -> None:
-        super().__init__(fields)
+        super().__init__(fields, shards)
         self.num_shards = num_shards
-        self.shards = list(shards or [])
 
     def keep_batch(self, rows: list[dict[str, Any]]) -> list[Verdict]:
-        if not self.shards:
-            raise RuntimeError("exact_dedup has no shard actors: the pipeline must call start_shards() first")
-        hashes = [text_hash([text for _, text in self.texts(row)]) for row in rows]
-        by_shard: dict[int, list[int]] = {}
-        for i, h in enumerate(hashes):
-            by_shard.setdefault(h % len(self.shards), []).append(i)
-        refs = {s: self.shards[s].check_and_add.remote([hashes[i] for i in idx]) for s, idx in by_shard.items()}
-        fresh = [True] * len(rows)
-        for s, idx in by_shard.items():
-            for i, is_new in zip(idx, ray.get(refs[s]), strict=True):
-                fresh[i] = is_new
-        return [(True, None) if f else (False, "duplicate") for f in fresh]
+        seen = any_seen(self.shards, [[text_hash([text for _, text in self.texts(row)])] for row in rows])
+        return [(False, "duplicate") if dup else (True, None) for dup in seen]

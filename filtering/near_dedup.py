@@ -11,11 +11,10 @@ import hashlib
 from collections.abc import Sequence
 from typing import Any
 
-import ray
 from rensa import RMinHash
 
-from filtering.base import Filter, Verdict
-from filtering.exact_dedup import normalize, start_shards
+from filtering.base import Verdict
+from filtering.exact_dedup import ShardedDedup, any_seen, normalize
 
 
 def shingles(text: str, n: int) -> list[str]:
@@ -25,7 +24,7 @@ def shingles(text: str, n: int) -> list[str]:
     return [" ".join(words[i : i + n]) for i in range(len(words) - n + 1)]
 
 
-class NearDedupFilter(Filter):
+class NearDedupFilter(ShardedDedup):
     """Drops a sample whose MinHash shares any LSH band with a sample seen earlier in the run.
 
     Args:
@@ -40,11 +39,6 @@ class NearDedupFilter(Filter):
 
     name = "near_dedup"
 
-    @staticmethod
-    def start_state(num_shards: int = 2, **_: Any) -> list:
-        """The shard actors holding this step's hashes; the pipeline hands them to every filter worker."""
-        return start_shards(int(num_shards))
-
     def __init__(
         self,
         fields: Sequence[str] | None = None,
@@ -55,12 +49,11 @@ class NearDedupFilter(Filter):
         num_shards: int = 2,
         shards: Sequence[Any] | None = None,
     ) -> None:
-        super().__init__(fields)
+        super().__init__(fields, shards)
         if ngram < 1 or bands < 1 or rows < 1:
             raise ValueError(f"near_dedup needs ngram, bands and rows >= 1, got {ngram}, {bands}, {rows}")
         self.ngram, self.bands, self.rows, self.seed = ngram, bands, rows, seed
         self.num_shards = num_shards
-        self.shards = list(shards or [])
 
     def band_keys(self, text: str) -> list[int]:
         grams = shingles(text, self.ngram)
@@ -77,17 +70,5 @@ class NearDedupFilter(Filter):
         return keys
 
     def keep_batch(self, rows: list[dict[str, Any]]) -> list[Verdict]:
-        if not self.shards:
-            raise RuntimeError("near_dedup has no shard actors: the pipeline must start them first")
         keys = [self.band_keys("\n".join(text for _, text in self.texts(row))) for row in rows]
-        # Rows in order, keys grouped per shard: a later near-copy in the same batch sees the earlier one's keys.
-        by_shard: dict[int, list[tuple[int, int]]] = {}
-        for i, row_keys in enumerate(keys):
-            for key in row_keys:
-                by_shard.setdefault(key % len(self.shards), []).append((i, key))
-        refs = {s: self.shards[s].check_and_add.remote([k for _, k in pairs]) for s, pairs in by_shard.items()}
-        duplicate = [False] * len(rows)
-        for s, pairs in by_shard.items():
-            for (i, _), fresh in zip(pairs, ray.get(refs[s]), strict=True):
-                duplicate[i] = duplicate[i] or not fresh
-        return [(False, "near_duplicate") if dup else (True, None) for dup in duplicate]
+        return [(False, "near_duplicate") if dup else (True, None) for dup in any_seen(self.shards, keys)]

@@ -13,6 +13,7 @@ import itertools
 import json
 import logging
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -72,8 +73,9 @@ class EngineClient(Protocol):
     ) -> Completion: ...
 
 
-def check_sampling(sampling: dict[str, Any]) -> dict[str, Any]:
-    """``sampling`` without unset (None) keys; an unknown key is an error naming the valid ones."""
+def check_sampling(sampling: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A copy of ``sampling`` (None: empty) without unset (None) keys; an unknown key names the valid ones."""
+    sampling = dict(sampling or {})
     unknown = sorted(set(sampling) - set(SAMPLING_KEYS))
     if unknown:
         raise ValueError(f"unknown sampling key(s) {unknown}; valid keys: {list(SAMPLING_KEYS)}")
@@ -116,7 +118,7 @@ class DryRunEngine:
         self.model_name = model_name
         self.max_model_len = max_model_len
         self.echo = echo
-        self.default_sampling = check_sampling(dict(default_sampling))
+        self.default_sampling = check_sampling(default_sampling)
 
     def count_tokens(self, text: str) -> int:
         return len(text.split())
@@ -203,7 +205,7 @@ class VLLMEngine:
 
         self.model_name = model_name
         self.max_model_len = max_model_len
-        self.default_sampling = check_sampling(dict(default_sampling))
+        self.default_sampling = check_sampling(default_sampling)
         args = AsyncEngineArgs(
             model=model_path,
             served_model_name=model_name,

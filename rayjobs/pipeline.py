@@ -184,7 +184,7 @@ def run(config: dict[str, Any]) -> RunResult:
     text_fields = list(recipe.text_fields)
     build_filters(config["filters"] or {}, text_fields)
     engine_gpus(model)
-    check_sampling(dict(model.get("sampling") or {}))
+    check_sampling(model.get("sampling"))
     sink = Sink(config["sink"]["uri"], storage_options(config["sink"]))
     tables = seed_tables(config["source"], block_rows=int(model.get("batch_size", 32)))
     seeds_read = sum(t.num_rows for t in tables)

@@ -52,7 +52,7 @@ class AttrPrompt:
         self.attributes = {k: [str(v) for v in values] for k, values in attributes.items()}
         self.prompt = prompt
         self.samples_per_seed = samples_per_seed
-        self.sampling = check_sampling(dict(sampling or {}))
+        self.sampling = check_sampling(sampling)
         self.cycle = [
             dict(zip(self.attributes, combo, strict=True)) for combo in itertools.product(*self.attributes.values())
         ]

@@ -50,7 +50,7 @@ class Augment:
         if n < 1:
             raise ValueError(f"recipe.n must be >= 1, got {n}")
         self.strategy, self.prompt, self.answer_prompt, self.n = strategy, prompts[strategy], answer_prompt, n
-        self.sampling = check_sampling(dict(sampling or {}))
+        self.sampling = check_sampling(sampling)
 
     async def run(self, seed: dict[str, Any], engine: EngineClient, rng: random.Random) -> list[Sample]:
         instruction, output = format_instruction(seed), str(seed["output"]).strip()

@@ -54,7 +54,7 @@ class BackTranslate:
     ) -> None:
         self.backward_prompt, self.forward_prompt, self.verify_prompt = backward_prompt, forward_prompt, verify_prompt
         self.attempts = attempts
-        self.sampling = check_sampling(dict(sampling or {}))
+        self.sampling = check_sampling(sampling)
 
     async def run(self, seed: dict[str, Any], engine: EngineClient, rng: random.Random) -> list[Sample]:
         output = seed["output"].strip()

@@ -40,7 +40,7 @@ class CritiqueRevise:
         self, draft_prompt: str, critique_prompt: str, revise_prompt: str, sampling: dict | None = None
     ) -> None:
         self.draft_prompt, self.critique_prompt, self.revise_prompt = draft_prompt, critique_prompt, revise_prompt
-        self.sampling = check_sampling(dict(sampling or {}))
+        self.sampling = check_sampling(sampling)
 
     async def run(self, seed: dict[str, Any], engine: EngineClient, rng: random.Random) -> list[Sample]:
         instruction = format_instruction(seed)

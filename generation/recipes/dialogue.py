@@ -97,7 +97,7 @@ class Dialogue:
         self.subtopic_prompt, self.persona_prompt = subtopic_prompt, persona_prompt
         self.plan_prompt, self.dialogue_prompt = plan_prompt, dialogue_prompt
         self.count, self.turns = subtopics_per_topic, turns
-        self.sampling = check_sampling(dict(sampling or {}))
+        self.sampling = check_sampling(sampling)
 
     async def run(self, seed: dict[str, Any], engine: EngineClient, rng: random.Random) -> list[Sample]:
         topic = seed["topic"].strip()

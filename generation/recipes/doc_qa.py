@@ -15,7 +15,8 @@ from typing import Any, ClassVar
 
 import pyarrow as pa
 
-from generation.engine import EngineClient, check_sampling
+from generation.engine import EngineClient
+from generation.engine import check_sampling as valid_sampling  # `check_sampling` is also this recipe's parameter
 from generation.recipes.base import Sample, StepFailed, attempt, render, string_list, user
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
@@ -73,9 +74,9 @@ class DocQA:
             raise ValueError(f"recipe.chunk_tokens must be >= 16, got {chunk_tokens}")
         self.chunk_tokens, self.questions_per_chunk = chunk_tokens, questions_per_chunk
         self.question_prompt, self.answer_prompt, self.check_prompt = question_prompt, answer_prompt, check_prompt
-        self.question_sampling = _checked(question_sampling)
-        self.answer_sampling = _checked(answer_sampling)
-        self.check_sampling = _checked(check_sampling)
+        self.question_sampling = valid_sampling(question_sampling)
+        self.answer_sampling = valid_sampling(answer_sampling)
+        self.check_sampling = valid_sampling(check_sampling)
 
     async def _chunk(self, index: int, chunk: str, engine: EngineClient) -> list[Sample]:
         asking = Sample({"chunk_index": index, "chunk": chunk})
@@ -117,7 +118,3 @@ class DocQA:
         chunks = chunk_text(seed["text"], self.chunk_tokens, engine.count_tokens)
         per_chunk = await asyncio.gather(*(self._chunk(i, c, engine) for i, c in enumerate(chunks)))
         return [s for samples in per_chunk for s in samples]
-
-
-def _checked(sampling: dict | None) -> dict:
-    return check_sampling(dict(sampling or {}))

@@ -56,8 +56,8 @@ class EntiGraph:
             raise ValueError("recipe.pairs_per_document + recipe.triples_per_document must be >= 1")
         self.entity_prompt, self.relation_prompt = entity_prompt, relation_prompt
         self.pairs, self.triples = pairs_per_document, triples_per_document
-        self.entity_sampling = check_sampling(dict(entity_sampling or {}))
-        self.relation_sampling = check_sampling(dict(relation_sampling or {}))
+        self.entity_sampling = check_sampling(entity_sampling)
+        self.relation_sampling = check_sampling(relation_sampling)
 
     @staticmethod
     def clean_entities(value: Any) -> list[str]:

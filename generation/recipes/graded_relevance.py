@@ -38,7 +38,7 @@ class GradedRelevance:
             raise ValueError("recipe.levels needs at least one relevance level")
         self.levels = {int(k): str(v) for k, v in levels.items()}
         self.prompt = prompt
-        self.sampling = check_sampling(dict(sampling or {}))
+        self.sampling = check_sampling(sampling)
 
     async def run(self, seed: dict[str, Any], engine: EngineClient, rng: random.Random) -> list[Sample]:
         query = seed["query"].strip()

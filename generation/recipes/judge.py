@@ -70,7 +70,7 @@ class Judge:
             raise ValueError(f"unknown recipe.mode {mode!r}; valid choices: ['single', 'pairwise']")
         self.mode, self.response_field = mode, response_field
         self.single_prompt, self.pairwise_prompt = single_prompt, pairwise_prompt
-        self.sampling = check_sampling(dict(sampling or {}))
+        self.sampling = check_sampling(sampling)
         self.required_fields = (
             ("instruction", response_field) if mode == "single" else ("instruction", "response_a", "response_b")
         )

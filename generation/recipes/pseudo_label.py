@@ -56,7 +56,7 @@ class PseudoLabel:
             raise ValueError(f"unknown recipe.mode {mode!r}; valid choices: ['vote', 'candidates']")
         self.labels, self.prompt, self.n, self.mode = [str(x) for x in labels], prompt, n, mode
         self.min_confidence = min_confidence
-        self.sampling = check_sampling(dict(sampling or {}))
+        self.sampling = check_sampling(sampling)
         item = {"type": "string", "enum": self.labels}
         self.schema = (
             {"type": "object", "properties": {"label": item}, "required": ["label"]}

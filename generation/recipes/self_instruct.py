@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 import pyarrow as pa
 
 from generation.engine import EngineClient, check_sampling
-from generation.recipes.base import Sample, render, user
+from generation.recipes.base import Sample, StepFailed, attempt, render, user
 from generation.seeds import builtin_seed_tasks
 from generation.state import SharedState
 
@@ -87,8 +87,8 @@ class SelfInstruct:
         self.pool = list(pool) if pool is not None else list(builtin_seed_tasks())
         self.instruction_prompt = instruction_prompt
         self.answer_system = answer_system
-        self.instruction_sampling = check_sampling(dict(instruction_sampling or {}))
-        self.answer_sampling = check_sampling(dict(answer_sampling or {}))
+        self.instruction_sampling = check_sampling(instruction_sampling)
+        self.answer_sampling = check_sampling(answer_sampling)
         self.min_instruction_words = min_instruction_words
         self.machine_examples = max(0, min(machine_examples, num_examples - 1))
         self.pool_cap = pool_cap
@@ -121,19 +121,19 @@ class SelfInstruct:
         generated = await self.state.sample(POOL, self.machine_examples, rng.randrange(2**31))
         examples = self.examples_for(seed, rng, generated)
         sample = Sample({"context_ids": [str(t.get("id", "")) for t in examples]})
-        asked = sample.spend(await engine.chat(self.instruction_messages(examples), **self.instruction_sampling))
-        if not asked.ok:
-            return sample.fail("engine", asked.error)
-        instruction = parse_instruction(asked.text, self.min_instruction_words)
-        if instruction is None:
-            return sample.fail("parse", f"no usable instruction in model output: {asked.text[:200]!r}")
-        key = hashlib.blake2b(instruction.encode(), digest_size=6).hexdigest()
-        await self.state.extend(POOL, [{"id": f"gen-{key}", "instruction": instruction}], self.pool_cap)
-        answered = sample.spend(await engine.chat(self.answer_messages(instruction), **self.answer_sampling))
-        if not answered.ok:
-            return sample.fail("engine", answered.error)
-        sample.fields.update(instruction=instruction, response=answered.text.strip())
-        return sample
+
+        async def steps(sample: Sample) -> Sample:
+            asked = await sample.ask(engine, self.instruction_messages(examples), **self.instruction_sampling)
+            instruction = parse_instruction(asked.text, self.min_instruction_words)
+            if instruction is None:
+                raise StepFailed("parse", f"no usable instruction in model output: {asked.text[:200]!r}")
+            key = hashlib.blake2b(instruction.encode(), digest_size=6).hexdigest()
+            await self.state.extend(POOL, [{"id": f"gen-{key}", "instruction": instruction}], self.pool_cap)
+            answered = await sample.ask(engine, self.answer_messages(instruction), **self.answer_sampling)
+            sample.fields.update(instruction=instruction, response=answered.text.strip())
+            return sample
+
+        return await attempt(sample, steps)
 
     async def run(self, seed: dict[str, Any], engine: EngineClient, rng: random.Random) -> list[Sample]:
         # Fan out: all samples of a seed are in the engine's batch at once.

@@ -54,7 +54,7 @@ class TarGEN:
             raise ValueError(f"unknown recipe.on_mismatch {on_mismatch!r}; valid choices: ['correct', 'drop']")
         self.context_prompt, self.instance_prompt, self.relabel_prompt = context_prompt, instance_prompt, relabel_prompt
         self.count, self.on_mismatch = contexts_per_task, on_mismatch
-        self.sampling = check_sampling(dict(sampling or {}))
+        self.sampling = check_sampling(sampling)
 
     async def run(self, seed: dict[str, Any], engine: EngineClient, rng: random.Random) -> list[Sample]:
         task, labels = seed["task"].strip(), [str(label) for label in seed.get("labels") or []]

@@ -70,7 +70,7 @@ class Taxonomy:
             raise ValueError("recipe.sample must hold at least 2 texts for the taxonomy phase")
         self.prompts = dict(summary=summary_prompt, propose=propose_prompt, merge=merge_prompt, label=label_prompt)
         self.proposal_batch = max(1, proposal_batch)
-        self.sampling = check_sampling(dict(sampling or {}))
+        self.sampling = check_sampling(sampling)
         self.state = SharedState()
 
     def bind_state(self, state: SharedState) -> None:

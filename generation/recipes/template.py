@@ -43,7 +43,7 @@ class Template:
             raise ValueError(f"recipe.n must be >= 1, got {n}")
         self.messages = [dict(m) for m in messages]
         self.n = n
-        self.sampling = check_sampling(dict(sampling or {}))
+        self.sampling = check_sampling(sampling)
         self.json_schema = json_schema
         if json_schema is not None:
             properties = json_schema.get("properties") or {}

@@ -39,9 +39,6 @@ class DedupShard:
             self._seen.add(h)
         return fresh
 
-    def size(self) -> int:
-        return len(self._seen)
-
 
 def start_shards(num_shards: int) -> list[ray.actor.ActorHandle]:
     """Start the shard actors for one dedup filter; the pipeline hands the same handles to every filter worker."""

@@ -22,12 +22,15 @@ from tests.conftest import make_config
 pytestmark = pytest.mark.real_engine
 MAX_TOKENS = 256
 SEEDS_PER_RECIPE = 2
+# Dialogue chains four JSON calls and its dialogue JSON needs room: more seeds and its own max_tokens, so a 135M
+# model gets at least one dialogue through on most runs instead of some.
+DIALOGUE_SEEDS, DIALOGUE_MAX_TOKENS = 4, 512
 
 
-def _cap_tokens(value):
+def _cap_tokens(value, cap: int = MAX_TOKENS):
     """The recipe config with every max_tokens capped, to keep the module within a few minutes on CPU."""
     if isinstance(value, dict):
-        return {k: min(v, MAX_TOKENS) if k == "max_tokens" and v else _cap_tokens(v) for k, v in value.items()}
+        return {k: min(v, cap) if k == "max_tokens" and v else _cap_tokens(v, cap) for k, v in value.items()}
     return value
 
 
@@ -54,9 +57,10 @@ def test_recipe_structure_with_real_model(engine_loop, name):
     engine, loop, timings = engine_loop
     overrides = ["recipe.mode=pairwise"] if name == "judge" else []
     config = make_config([f"recipe={name}", *overrides])
-    recipe = build_recipe(_cap_tokens(config["recipe"]))
+    dialogue = name == "dialogue"
+    recipe = build_recipe(_cap_tokens(config["recipe"], DIALOGUE_MAX_TOKENS if dialogue else MAX_TOKENS))
     dataset = "answer_pairs" if name == "judge" else config["source"]["dataset"]
-    seeds = builtin_seeds(dataset)[:SEEDS_PER_RECIPE]
+    seeds = builtin_seeds(dataset)[: DIALOGUE_SEEDS if dialogue else SEEDS_PER_RECIPE]
     started = time.perf_counter()
 
     async def run_all():

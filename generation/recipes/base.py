@@ -139,11 +139,6 @@ async def attempt(sample: Sample, step: Callable[[Sample], Awaitable[Sample | No
         return sample.fail(failed.stage, failed.error)
 
 
-def field_text(seed: dict[str, Any], name: str) -> str:
-    value = seed.get(name)
-    return value.strip() if isinstance(value, str) else ""
-
-
 class Recipe(Protocol):
     """A recipe declares its output columns and required seed fields, and runs per seed.
 

@@ -26,8 +26,8 @@ PERSONAS_SCHEMA = {
             "items": {
                 "type": "object",
                 "properties": {
-                    "name": {"type": "string", "minLength": 1, "maxLength": 60},
-                    "description": {"type": "string", "maxLength": 200},
+                    "name": {"type": "string", "minLength": 1, "maxLength": 40},
+                    "description": {"type": "string", "maxLength": 120},
                 },
                 "required": ["name", "description"],
             },
@@ -37,7 +37,7 @@ PERSONAS_SCHEMA = {
 }
 PLAN_SCHEMA = {
     "type": "object",
-    "properties": {k: {"type": "string", "maxLength": 150} for k in ("setting", "tone", "goal")},
+    "properties": {k: {"type": "string", "maxLength": 100} for k in ("setting", "tone", "goal")},
     "required": ["setting", "tone", "goal"],
 }
 DIALOGUE_SCHEMA = {
@@ -46,12 +46,12 @@ DIALOGUE_SCHEMA = {
         "turns": {
             "type": "array",
             "minItems": 2,
-            "maxItems": 12,
+            "maxItems": 8,
             "items": {
                 "type": "object",
                 "properties": {
-                    "speaker": {"type": "string", "minLength": 1, "maxLength": 60},
-                    "text": {"type": "string", "maxLength": 300},
+                    "speaker": {"type": "string", "minLength": 1, "maxLength": 40},
+                    "text": {"type": "string", "maxLength": 200},
                 },
                 "required": ["speaker", "text"],
             },

@@ -26,4 +26,6 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
 
 bench: $(STAMP)
+	$(VENV)/bin/pip install -q -e '.[bench]'
+	$(VENV)/bin/python benchmarks/filters.py
 	$(VENV)/bin/python benchmarks/engine_overhead.py

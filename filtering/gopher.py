@@ -1,30 +1,23 @@
 """Gopher quality and repetition rules, with the published default thresholds.
 
 Rae et al., 2021, "Scaling Language Models: Methods, Analysis & Insights from Training Gopher", appendix A
-(MassiveWeb quality and repetition filters); thresholds as in datatrove's GopherQualityFilter and
-GopherRepetitionFilter. Words come from a regex tokenizer (word runs and punctuation runs), not spaCy, so counts can
-differ slightly from datatrove's on punctuation-heavy text.
+(MassiveWeb quality and repetition filters); thresholds and rule order as in datatrove's GopherQualityFilter and
+GopherRepetitionFilter. Words come from ``filtering.textstats``, compiled rules close to spaCy's English tokenizer
+(which datatrove uses) run over the whole batch; benchmarks/filters.py measures the agreement with datatrove.
 """
 
 from __future__ import annotations
 
-import re
-import string
-from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
+from filtering import textstats
 from filtering.base import Filter, Verdict
 
-_TOKENS = re.compile(r"\w+|[^\w\s]+")
-_PARAGRAPHS = re.compile(r"\n{2,}")
-_LINES = re.compile(r"\n+")
-PUNCTUATION = set(string.punctuation) | set("–—‘’“”…«»¡¿")
-STOP_WORDS = frozenset({"the", "be", "to", "of", "and", "that", "have", "with"})
-
-
-def words_of(text: str) -> list[str]:
-    return _TOKENS.findall(text)
+STOP_WORDS = ("the", "be", "to", "of", "and", "that", "have", "with")
+_STOP_WORD_HASHES = textstats.token_hashes(STOP_WORDS)
 
 
 class GopherQualityFilter(Filter):
@@ -61,20 +54,23 @@ class GopherQualityFilter(Filter):
         self.max_bullet_lines_ratio, self.max_ellipsis_lines_ratio = max_bullet_lines_ratio, max_ellipsis_lines_ratio
         self.max_non_alpha_words_ratio, self.min_stop_words = max_non_alpha_words_ratio, min_stop_words
 
-    def keep(self, row: dict[str, Any]) -> bool | Verdict:
-        text = "\n\n".join(t for _, t in self.texts(row))
-        words = words_of(text)
-        n_words = len(words) or 1
-        content = [w for w in words if not set(w) <= PUNCTUATION]
-        if self.min_doc_words and len(content) < self.min_doc_words:
+    def keep_batch(self, rows: list[dict[str, Any]]) -> list[Verdict]:
+        texts = ["\n\n".join(t for _, t in self.texts(row)) for row in rows]
+        counts = textstats.quality_counts(*textstats.encode(texts), _STOP_WORD_HASHES).tolist()
+        return [self._verdict(text, *c) for text, c in zip(texts, counts, strict=True)]
+
+    def _verdict(self, text: str, n_words: int, n_content: int, chars: int, n_alpha: int, n_stop: int) -> Verdict:
+        if self.min_doc_words and n_content < self.min_doc_words:
             return False, "gopher_short_doc"
-        if self.max_doc_words and len(content) > self.max_doc_words:
+        if self.max_doc_words and n_content > self.max_doc_words:
             return False, "gopher_long_doc"
-        mean = sum(map(len, content)) / (len(content) or 1)
-        if self.min_avg_word_length and mean < self.min_avg_word_length:
-            return False, "gopher_below_avg_threshold"
-        if self.max_avg_word_length and mean > self.max_avg_word_length:
-            return False, "gopher_above_avg_threshold"
+        if n_content:  # the mean of no words is undefined: no verdict on it
+            mean = chars / n_content
+            if self.min_avg_word_length and mean < self.min_avg_word_length:
+                return False, "gopher_below_avg_threshold"
+            if self.max_avg_word_length and mean > self.max_avg_word_length:
+                return False, "gopher_above_avg_threshold"
+        n_words = n_words or 1
         if self.max_symbol_word_ratio:
             if text.count("#") / n_words > self.max_symbol_word_ratio:
                 return False, "gopher_too_many_hashes"
@@ -89,49 +85,11 @@ class GopherQualityFilter(Filter):
             ending = sum(line.rstrip().endswith(("...", "…")) for line in lines)
             if ending / len(lines) > self.max_ellipsis_lines_ratio:
                 return False, "gopher_too_many_end_ellipsis"
-        if self.max_non_alpha_words_ratio:
-            alpha = sum(any(c.isalpha() for c in w) for w in words)
-            if alpha / n_words < self.max_non_alpha_words_ratio:
-                return False, "gopher_below_alpha_threshold"
-        if self.min_stop_words and sum(w.lower() in STOP_WORDS for w in words) < self.min_stop_words:
+        if self.max_non_alpha_words_ratio and n_alpha / n_words < self.max_non_alpha_words_ratio:
+            return False, "gopher_below_alpha_threshold"
+        if self.min_stop_words and n_stop < self.min_stop_words:
             return False, "gopher_enough_stop_words"
-        return True
-
-
-def _duplicates(parts: list[str]) -> tuple[int, int]:
-    """(duplicate elements, characters in duplicate elements): every occurrence after the first counts."""
-    seen: set[str] = set()
-    count = chars = 0
-    for part in parts:
-        if part in seen:
-            count += 1
-            chars += len(part)
-        else:
-            seen.add(part)
-    return count, chars
-
-
-def _top_ngram_chars(words: list[str], n: int) -> int:
-    grams = Counter(" ".join(words[i : i + n]) for i in range(len(words) - n + 1))
-    if not grams:
-        return 0
-    gram, count = grams.most_common(1)[0]
-    return len(gram) * count
-
-
-def _duplicated_ngram_chars(words: list[str], n: int) -> int:
-    """Characters covered by repeated n-grams, skipping past each repeat so overlaps are not counted twice."""
-    seen: set[str] = set()
-    chars = i = 0
-    while i < len(words) - n + 1:
-        gram = "".join(words[i : i + n])
-        if gram in seen:
-            chars += len(gram)
-            i += n
-        else:
-            seen.add(gram)
-            i += 1
-    return chars
+        return True, None
 
 
 class GopherRepetitionFilter(Filter):
@@ -161,28 +119,33 @@ class GopherRepetitionFilter(Filter):
         self.top_n_grams = [(int(n), float(f)) for n, f in top_n_grams]
         self.dup_n_grams = [(int(n), float(f)) for n, f in dup_n_grams]
 
-    def keep(self, row: dict[str, Any]) -> bool | Verdict:
-        text = "\n\n".join(t for _, t in self.texts(row)).strip()
-        if not text:
-            return True  # nothing repeats in nothing; emptiness is the length filter's call
+    def keep_batch(self, rows: list[dict[str, Any]]) -> list[Verdict]:
+        texts = ["\n\n".join(t for _, t in self.texts(row)) for row in rows]
+        max_n = max([n for n, _ in self.top_n_grams + self.dup_n_grams] or [1])
+        want_top, want_dup = np.zeros(max_n + 1, dtype=np.bool_), np.zeros(max_n + 1, dtype=np.bool_)
+        want_top[[n for n, _ in self.top_n_grams]] = True
+        want_dup[[n for n, _ in self.dup_n_grams]] = True
+        points, classes, offsets = textstats.encode(texts)
+        found = textstats.repetition_counts(points, classes, offsets, max_n, want_top, want_dup)
+        return [self._verdict(*args) for args in zip(texts, *(a.tolist() for a in found), strict=True)]
+
+    def _verdict(self, text: str, segments: list[int], top: list[int], dup: list[int]) -> Verdict:
+        if not text.strip():
+            return True, None  # nothing repeats in nothing; emptiness is the length filter's call
         size = len(text)
-        paragraphs = _PARAGRAPHS.split(text)
-        dups, chars = _duplicates(paragraphs)
-        if dups / len(paragraphs) > self.dup_para_frac:
+        paragraphs, para_dups, para_chars, lines, line_dups, line_chars = segments
+        if para_dups / paragraphs > self.dup_para_frac:
             return False, "dup_para_frac"
-        if chars / size > self.dup_para_char_frac:
+        if para_chars / size > self.dup_para_char_frac:
             return False, "dup_para_char_frac"
-        lines = _LINES.split(text)
-        dups, chars = _duplicates(lines)
-        if dups / len(lines) > self.dup_line_frac:
+        if line_dups / lines > self.dup_line_frac:
             return False, "dup_line_frac"
-        if chars / size > self.dup_line_char_frac:
+        if line_chars / size > self.dup_line_char_frac:
             return False, "dup_line_char_frac"
-        words = words_of(text)
         for n, limit in self.top_n_grams:
-            if _top_ngram_chars(words, n) / size > limit:
+            if top[n] / size > limit:
                 return False, f"top_{n}_gram"
         for n, limit in self.dup_n_grams:
-            if _duplicated_ngram_chars(words, n) / size > limit:
+            if dup[n] / size > limit:
                 return False, f"duplicated_{n}_n_grams"
-        return True
+        return True, None

@@ -2,26 +2,21 @@
 
 Broder, 1997 (MinHash) and the LSH banding of Leskovec et al., "Mining of Massive Datasets", ch. 3; defaults follow
 datatrove's MinHash dedup (5-gram word shingles, 14 bands × 8 rows = 112 permutations), which catches pairs above a
-Jaccard similarity of about 0.7 with high probability. Signatures come from rensa (Rust) rather than a Python loop.
+Jaccard similarity of about 0.7 with high probability. Shingles are hashed by compiled loops
+(filtering/textstats.py) and signed in bulk by rensa (Rust).
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 from rensa import RMinHash
 
+from filtering import textstats
 from filtering.base import Verdict
-from filtering.exact_dedup import ShardedDedup, any_seen, normalize
-
-
-def shingles(text: str, n: int) -> list[str]:
-    words = normalize(text).split()
-    if len(words) <= n:
-        return [" ".join(words)] if words else []
-    return [" ".join(words[i : i + n]) for i in range(len(words) - n + 1)]
+from filtering.exact_dedup import ShardedDedup, any_seen
 
 
 class NearDedupFilter(ShardedDedup):
@@ -55,20 +50,14 @@ class NearDedupFilter(ShardedDedup):
         self.ngram, self.bands, self.rows, self.seed = ngram, bands, rows, seed
         self.num_shards = num_shards
 
-    def band_keys(self, text: str) -> list[int]:
-        grams = shingles(text, self.ngram)
-        if not grams:
-            return []
-        minhash = RMinHash(num_perm=self.bands * self.rows, seed=self.seed)
-        minhash.update(grams)
-        signature = minhash.digest()
-        keys = []
-        for band in range(self.bands):
-            chunk = signature[band * self.rows : (band + 1) * self.rows]
-            raw = band.to_bytes(2, "little") + b"".join(v.to_bytes(4, "little") for v in chunk)
-            keys.append(int.from_bytes(hashlib.blake2b(raw, digest_size=8).digest(), "little"))
-        return keys
+    def band_keys(self, texts: Sequence[str]) -> list[list[int]]:
+        """The LSH band keys of each text; a text without words has none (it is never a near-duplicate)."""
+        points, classes, offsets = textstats.encode([text.lower() for text in texts])
+        hashes, rows = textstats.shingle_hashes(points, classes, offsets, self.ngram)
+        signatures = RMinHash.digest_matrix_from_flat_token_hashes(hashes, rows, self.bands * self.rows, self.seed)
+        keys = textstats.band_keys(np.array(signatures.to_rows(), dtype=np.uint32), self.bands, self.rows).tolist()
+        return [band if end > start else [] for band, start, end in zip(keys, rows[:-1], rows[1:], strict=True)]
 
     def keep_batch(self, rows: list[dict[str, Any]]) -> list[Verdict]:
-        keys = [self.band_keys("\n".join(text for _, text in self.texts(row))) for row in rows]
+        keys = self.band_keys(["\n".join(text for _, text in self.texts(row)) for row in rows])
         return [(False, "near_duplicate") if dup else (True, None) for dup in any_seen(self.shards, keys)]

@@ -24,6 +24,14 @@ PATTERNS = {
 }
 
 
+def _possible_kinds(text: str, kinds: list[str]) -> list[str]:
+    """The kinds whose pattern could match: an email needs "@", an IP 4 digits, a phone number 7. Counting characters
+    is C-fast, so most texts skip the (slow) regex scans altogether."""
+    digits = sum(map(text.count, "0123456789"))
+    needs = {"email": "@" in text, "ip": digits >= 4 and text.count(".") >= 3, "phone": digits >= 7}
+    return [kind for kind in kinds if needs[kind]]
+
+
 class PIIRedactor(Filter):
     """Replaces PII spans with ``[EMAIL]``, ``[IP]``, ``[PHONE]`` (IPs before phones: an IP is all digits and dots).
 
@@ -48,7 +56,7 @@ class PIIRedactor(Filter):
         for field, text in self.texts(row):
             if not text:
                 continue
-            for kind in self.kinds:
+            for kind in _possible_kinds(text, self.kinds):
                 text, n = PATTERNS[kind].subn(f"[{kind.upper()}]", text)
                 count += n
                 self.totals[kind] += n

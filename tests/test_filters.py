@@ -146,9 +146,18 @@ def test_schema_filter_required_and_json():
 
 @pytest.mark.parametrize("text", ["", "ünïcödé 文字 🙂 " * 3, "word " * 200_000])
 def test_text_filters_handle_empty_unicode_and_very_long_text(text):
+    from filtering.fineweb import FineWebQualityFilter
+    from filtering.gopher import GopherQualityFilter, GopherRepetitionFilter
     from filtering.pii import PIIRedactor
 
-    for f in (LengthFilter(min_chars=1, max_chars=500_000), RefusalFilter(), PIIRedactor()):
+    for f in (
+        LengthFilter(min_chars=1, max_chars=500_000),
+        RefusalFilter(),
+        PIIRedactor(),
+        GopherQualityFilter(),
+        GopherRepetitionFilter(),
+        FineWebQualityFilter(),
+    ):
         f.bind_fields(["response"])
         [(keep, reason)] = f.keep_batch([_row("task", text)])
         assert isinstance(keep, bool) and (keep or reason)

@@ -2,29 +2,23 @@
 
 The 13-gram overlap test follows GPT-3's contamination analysis (Brown et al., 2020) and common practice since.
 Benchmarks are JSONL or Parquet files (local or s3://) with the text fields to index; the reason names the matched
-benchmark. Each filter worker builds the n-gram index once, when the stage starts.
+benchmark. Each filter worker builds the n-gram index once, when the stage starts. A text shorter than n words is
+one n-gram: a sample that is a short benchmark item (up to case and punctuation) is caught too.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Sequence
+from itertools import chain
 from typing import Any
 
 import fsspec
+import numpy as np
 import pyarrow.parquet as pq
 
+from filtering import textstats
 from filtering.base import Filter, Verdict
-from filtering.exact_dedup import normalize
-
-
-def ngram_hashes(text: str, n: int) -> set[int]:
-    words = normalize(text).split()
-    return {
-        int.from_bytes(hashlib.blake2b(" ".join(words[i : i + n]).encode(), digest_size=8).digest(), "little")
-        for i in range(len(words) - n + 1)
-    }
 
 
 def _rows(path: str, storage_options: dict) -> list[dict]:
@@ -55,7 +49,8 @@ class DecontaminationFilter(Filter):
         if not benchmarks:
             raise ValueError("decontamination needs benchmarks: a list of {name, path, fields}")
         self.n = n
-        self.index: dict[int, str] = {}
+        self.names: list[str] = []
+        hashes, owners = [], []
         for bench in benchmarks:
             missing = sorted({"path", "fields"} - set(bench))
             if missing:
@@ -65,14 +60,19 @@ class DecontaminationFilter(Filter):
                 rows = _rows(bench["path"], dict(storage_options or {}))
             except (OSError, ValueError) as exc:
                 raise ValueError(f"decontamination benchmark {name!r}: cannot read {bench['path']}: {exc}") from exc
-            for row in rows:
-                for field in bench["fields"]:
-                    for h in ngram_hashes(str(row.get(field) or ""), n):
-                        self.index.setdefault(h, name)
+            texts = [str(row.get(field) or "") for row in rows for field in bench["fields"]]
+            grams, _ = textstats.word_shingles(texts, n)
+            hashes.append(grams)
+            owners.append(np.full(len(grams), len(self.names)))
+            self.names.append(name)
+        self.index = textstats.HashTable(np.concatenate(hashes), np.concatenate(owners))
 
-    def keep(self, row: dict[str, Any]) -> bool | Verdict:
-        for _, text in self.texts(row):
-            for h in ngram_hashes(text, self.n):
-                if h in self.index:
-                    return False, f"contaminated:{self.index[h]}"
-        return True
+    def keep_batch(self, rows: list[dict[str, Any]]) -> list[Verdict]:
+        per_row = [[text for _, text in self.texts(row)] for row in rows]  # fields apart: no n-gram spans two
+        shingles = textstats.word_shingles(list(chain.from_iterable(per_row)), self.n)
+        hits = iter(self.index.first_hits(*shingles).tolist())
+        verdicts = []
+        for texts in per_row:
+            found = [hit for hit in (next(hits) for _ in texts) if hit >= 0]
+            verdicts.append((False, f"contaminated:{self.names[found[0]]}") if found else (True, None))
+        return verdicts

@@ -52,8 +52,7 @@ class NearDedupFilter(ShardedDedup):
 
     def band_keys(self, texts: Sequence[str]) -> list[list[int]]:
         """The LSH band keys of each text; a text without words has none (it is never a near-duplicate)."""
-        points, classes, offsets = textstats.encode([text.lower() for text in texts])
-        hashes, rows = textstats.shingle_hashes(points, classes, offsets, self.ngram)
+        hashes, rows = textstats.word_shingles(texts, self.ngram)
         signatures = RMinHash.digest_matrix_from_flat_token_hashes(hashes, rows, self.bands * self.rows, self.seed)
         keys = textstats.band_keys(np.array(signatures.to_rows(), dtype=np.uint32), self.bands, self.rows).tolist()
         return [band if end > start else [] for band, start, end in zip(keys, rows[:-1], rows[1:], strict=True)]

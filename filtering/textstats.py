@@ -351,10 +351,9 @@ def repetition_counts(points, classes, offsets, max_n, want_top, want_dup):
 
 
 @njit(cache=True)
-def shingle_hashes(points, classes, offsets, n) -> tuple[np.ndarray, np.ndarray]:
+def _shingle_hashes(points, classes, offsets, n) -> tuple[np.ndarray, np.ndarray]:
     """Hashes of the word n-gram shingles of each text (a text of ``n`` words or fewer is one shingle), flat, with
-    row offsets: text ``i``'s shingles are ``hashes[rows[i]:rows[i + 1]]``. Words are runs of letters and digits;
-    the caller lower-cases, so shingles ignore case, punctuation and spacing."""
+    row offsets: text ``i``'s shingles are ``hashes[rows[i]:rows[i + 1]]``. Words are runs of letters and digits."""
     docs = offsets.size - 1
     words = np.empty(_longest(offsets), dtype=np.uint64)
     out = np.empty(offsets[docs] + docs, dtype=np.uint64)
@@ -371,6 +370,71 @@ def shingle_hashes(points, classes, offsets, n) -> tuple[np.ndarray, np.ndarray]
             filled += 1
         rows[doc + 1] = filled
     return out[:filled], rows
+
+
+def word_shingles(texts: Sequence[str], n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Hashes of the word n-grams of each text, flat, and the row offsets into them (see ``_shingle_hashes``).
+
+    Words are the lower-cased runs of letters and digits, so case, punctuation and spacing never make text new.
+    """
+    if n < 1:
+        raise ValueError(f"shingles need n >= 1 words, got {n}")
+    return _shingle_hashes(*encode([text.lower() for text in texts]), n)
+
+
+@njit(cache=True)
+def _table_insert(keys, values, used, key, value) -> None:
+    slot = np.int64(key & np.uint64(keys.size - 1))
+    while used[slot] and keys[slot] != key:
+        slot = (slot + 1) & (keys.size - 1)
+    if not used[slot]:  # the first value given for a key stays
+        used[slot], keys[slot], values[slot] = True, key, value
+
+
+@njit(cache=True)
+def _table_get(keys, values, used, key) -> int:
+    slot = np.int64(key & np.uint64(keys.size - 1))
+    while used[slot]:
+        if keys[slot] == key:
+            return values[slot]
+        slot = (slot + 1) & (keys.size - 1)
+    return -1
+
+
+class HashTable:
+    """A read-mostly map from 64-bit hashes to small ints, probed by compiled code (a Python dict of millions of
+    n-gram hashes costs ≈40 ns a probe from Python, per n-gram of every sample)."""
+
+    def __init__(self, hashes: np.ndarray, values: np.ndarray) -> None:
+        size = 2
+        while size < 2 * len(hashes):
+            size *= 2
+        self.keys = np.zeros(size, dtype=np.uint64)
+        self.values = np.full(size, -1, dtype=np.int64)
+        self.used = np.zeros(size, dtype=np.bool_)
+        _fill(self.keys, self.values, self.used, hashes.astype(np.uint64), values.astype(np.int64))
+
+    def first_hits(self, hashes: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """For each row ``hashes[rows[i]:rows[i + 1]]``, the value of its first hash in the table, or -1."""
+        return _first_hits(self.keys, self.values, self.used, hashes, rows)
+
+
+@njit(cache=True)
+def _fill(keys, values, used, hashes, given) -> None:
+    for i in range(hashes.size):
+        _table_insert(keys, values, used, hashes[i], given[i])
+
+
+@njit(cache=True)
+def _first_hits(keys, values, used, hashes, rows) -> np.ndarray:
+    hits = np.full(rows.size - 1, -1, dtype=np.int64)
+    for row in range(rows.size - 1):
+        for i in range(rows[row], rows[row + 1]):
+            value = _table_get(keys, values, used, hashes[i])
+            if value >= 0:
+                hits[row] = value
+                break
+    return hits
 
 
 @njit(cache=True)

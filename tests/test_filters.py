@@ -238,12 +238,15 @@ def test_decontamination_names_the_leaked_benchmark(tmp_path):
     from filtering.decontamination import DecontaminationFilter
 
     bench = tmp_path / "bench.jsonl"
-    bench.write_text(json.dumps({"question": GOOD_TEXT}) + "\n")
+    bench.write_text(json.dumps({"question": GOOD_TEXT}) + "\n" + json.dumps({"question": "What is 2 + 2?"}) + "\n")
     f = DecontaminationFilter(
         benchmarks=[{"name": "lighthouse-qa", "path": str(bench), "fields": ["question"]}], fields=["response"]
     )
     leak = "As it happens, " + " ".join(GOOD_TEXT.split()[10:24]) + " and more."
-    assert f.keep_batch([{"response": leak}, {"response": "Nothing in common with any benchmark at all here."}]) == [
+    rows = [leak, "Nothing in common with any benchmark at all here.", "what is 2+2", "What is 2 + 3?"]
+    assert f.keep_batch([{"response": text} for text in rows]) == [
+        (False, "contaminated:lighthouse-qa"),
+        (True, None),
         (False, "contaminated:lighthouse-qa"),
         (True, None),
     ]

@@ -89,3 +89,18 @@ def test_quality_counts_equal_the_python_definitions():
 def test_token_hashes_refuse_multi_token_words():
     with pytest.raises(ValueError, match="single token"):
         textstats.token_hashes(["two words"])
+
+
+def test_hash_table_keeps_the_first_value_per_key_and_finds_the_first_hit_per_row():
+    table = textstats.HashTable(np.array([5, 7, 5, 2**63 + 1], dtype=np.uint64), np.array([0, 1, 2, 3]))
+    hashes = np.array([9, 5, 7, 2**63 + 1, 8], dtype=np.uint64)
+    rows = np.array([0, 2, 3, 4, 4, 5], dtype=np.uint64)  # rows: [9, 5], [7], [2^63 + 1], [], [8]
+    assert table.first_hits(hashes, rows).tolist() == [0, 1, 3, -1, -1]
+
+
+def test_word_shingles_ignore_case_and_punctuation_and_keep_short_texts_whole():
+    hashes, rows = textstats.word_shingles(["The cat, sat!", "the CAT sat", "", "a b c d"], 3)
+    spans = [hashes[a:b].tolist() for a, b in zip(rows[:-1], rows[1:], strict=True)]
+    assert spans[0] == spans[1] and len(spans[0]) == 1 and spans[2] == [] and len(spans[3]) == 2
+    with pytest.raises(ValueError, match="n >= 1"):
+        textstats.word_shingles(["x"], 0)

@@ -8,7 +8,7 @@ dedup filter placed last never records a hash for a sample that another filter d
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -63,6 +63,23 @@ def start_filter_state(steps: Mapping[str, Mapping[str, Any] | None]) -> dict[st
         if hasattr(cls, "start_state"):
             started[step] = cls.start_state(**{k: v for k, v in (params or {}).items() if k != "kind"})
     return started
+
+
+def replay_filter_state(filters: list[tuple[str, Filter]], tables: Iterable[pa.Table]) -> int:
+    """Feed committed rows to the stateful steps (dedup, novelty), oldest first, so a resumed run judges new samples
+    against what the earlier attempts saw. A step saw a row if the row was kept or a later step dropped it.
+    Returns how many rows were replayed."""
+    stateful = [(i, filt) for i, (_, filt) in enumerate(filters) if hasattr(type(filt), "start_state")]
+    order = {step: i for i, (step, _) in enumerate(filters)}
+    replayed = 0
+    for table in tables if stateful else ():
+        rows = table.to_pylist()
+        for i, filt in stateful:
+            seen = [r for r in rows if r.get("rejected_by") is None or order.get(r["rejected_by"], -1) > i]
+            for start in range(0, len(seen), 1000):
+                filt.keep_batch(seen[start : start + 1000])
+        replayed += len(rows)
+    return replayed
 
 
 class FilterActor:

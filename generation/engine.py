@@ -113,11 +113,17 @@ class DryRunEngine:
     )
 
     def __init__(
-        self, model_name: str = "dry-run", max_model_len: int = 4096, echo: bool = False, **default_sampling: Any
+        self,
+        model_name: str = "dry-run",
+        max_model_len: int = 4096,
+        echo: bool = False,
+        latency_s: float = 0.0,
+        **default_sampling: Any,
     ) -> None:
         self.model_name = model_name
         self.max_model_len = max_model_len
         self.echo = echo
+        self.latency_s = latency_s
         self.default_sampling = check_sampling(default_sampling)
 
     def count_tokens(self, text: str) -> int:
@@ -163,7 +169,9 @@ class DryRunEngine:
         texts = [prompt if self.echo else self._text(prompt, i, max_tokens) for i in range(n)]
         if json_schema is not None:
             texts = [json.dumps(self._fake(json_schema, t.split())) for t in texts]
-        await asyncio.sleep(0)  # yield like a real engine call, so concurrency bugs show up in unit tests
+        # Yield like a real engine call, so concurrency bugs show up in unit tests; latency_s stands in for generation
+        # time in scale and fault tests.
+        await asyncio.sleep(self.latency_s)
         return Completion(texts, prompt_tokens, sum(len(t.split()) for t in texts))
 
     async def chat(
@@ -291,6 +299,7 @@ def build_engine(model: dict[str, Any], seed: int = 0) -> EngineClient:
             model_name=model["name"],
             max_model_len=model.get("max_model_len", 4096),
             echo=bool(model.get("echo", False)),
+            latency_s=float(model.get("latency_s", 0.0)),
             **sampling,
         )
     if kind == "vllm":

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Callable
 from typing import Any
 
 import ray
@@ -17,10 +18,18 @@ ARTIFACT = "artifact/"  # values under keys with this prefix are written to the 
 
 @ray.remote(num_cpus=0)
 class RunStateActor:
-    def __init__(self) -> None:
-        self._values: dict[str, Any] = {}
+    """Args:
+    restored: values an earlier attempt of the run computed (artifacts): they count as computed already.
+    persist: called with (key, value) for every artifact as soon as it is put, so a crash does not lose it.
+    """
+
+    def __init__(
+        self, restored: dict[str, Any] | None = None, persist: Callable[[str, Any], None] | None = None
+    ) -> None:
+        self._values: dict[str, Any] = dict(restored or {})
         self._lists: dict[str, list] = {}
-        self._claimed: set[str] = set()
+        self._claimed: set[str] = set(self._values)
+        self._persist = persist
 
     def claim(self, key: str) -> bool:
         """True for the first caller only: that caller computes ``key``; the others wait for ``get``."""
@@ -31,6 +40,9 @@ class RunStateActor:
 
     def put(self, key: str, value: Any) -> None:
         self._values[key] = value
+        failed = isinstance(value, dict) and _FAILED in value
+        if self._persist is not None and key.startswith(ARTIFACT) and not failed:
+            self._persist(key, value)
 
     def accumulate(self, key: str, amounts: dict[str, float]) -> None:
         """Add ``amounts`` into the number map at ``key`` (workers report counters and timings this way)."""

@@ -6,15 +6,20 @@ resources, so the same stages run on a 2-core laptop and on a GPU cluster.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
 import platform
+import posixpath
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.compute as pc
 import ray
 from ray.data import ActorPoolStrategy
 
@@ -24,16 +29,18 @@ from filtering.stage import (
     FilterActor,
     build_filters,
     filter_columns,
+    replay_filter_state,
     start_filter_state,
 )
 from generation.actor import GenerateActor
 from generation.engine import check_sampling
 from generation.recipes import Recipe, build_recipe
 from generation.state import ARTIFACT, RunStateActor
+from rayjobs.commit import ARTIFACTS, SUCCESS, Commit, Heartbeat, attempts, open_run, reconcile
 from rayjobs.redact import redact
 from rayjobs.report import render_card, render_report
 from rayjobs.rows import row_schema
-from rayjobs.sink import SUCCESS, ShardWriter, Sink
+from rayjobs.sink import ShardWriter, Sink
 from rayjobs.sources import seed_tables
 from rayjobs.stats import RunStats
 
@@ -94,19 +101,6 @@ def init_ray(cluster: dict[str, Any]) -> None:
         )
     else:
         ray.init(address=cluster.get("address") or "auto", log_to_driver=True)
-
-
-def prepare_sink(sink: Sink, overwrite: bool) -> None:
-    if sink.exists(SUCCESS):
-        if not overwrite:
-            raise FileExistsError(
-                f"{sink.uri} already holds a finished run (_SUCCESS exists); "
-                "pass run.overwrite=true to replace it, or choose another run.name / sink.uri"
-            )
-        log.warning("run.overwrite=true: replacing the finished run at %s", sink.uri)
-    elif sink.exists("data") or sink.exists("rejected") or sink.exists("errors"):
-        log.warning("removing the incomplete earlier attempt at %s", sink.uri)
-    sink.clear()
 
 
 def build_dataset(
@@ -174,7 +168,10 @@ def _versions() -> dict[str, str]:
 
 
 def run(config: dict[str, Any]) -> RunResult:
-    """Run one generation job described by a resolved config (plain dicts); returns the sink and the summary."""
+    """Run one generation job described by a resolved config (plain dicts); returns the sink and the summary.
+
+    Rerunning the same command after a crash resumes: committed seeds are skipped (rayjobs/commit.py).
+    """
     started = time.time()
     run_cfg, model = config["run"], config["model"]
     # Everything that can be checked without Ray or an engine is checked first: bad config fails in seconds.
@@ -182,48 +179,85 @@ def run(config: dict[str, Any]) -> RunResult:
     # A recipe or filter column clashing with synthray's own fails here, before Ray starts.
     row_schema({**recipe.columns, **filter_columns(config["filters"] or {})})
     text_fields = list(recipe.text_fields)
-    build_filters(config["filters"] or {}, text_fields)
+    steps = config["filters"] or {}
+    build_filters(steps, text_fields)
     engine_gpus(model)
     check_sampling(model.get("sampling"))
-    sink = Sink(config["sink"]["uri"], storage_options(config["sink"]))
-    tables = seed_tables(config["source"], block_rows=int(model.get("batch_size", 32)))
+    sink = Sink(config["sink"]["uri"], storage_options(config["sink"]), float(config["sink"].get("retry_s", 120)))
+    block_rows = int(model.get("batch_size", 32))
+    tables = seed_tables(config["source"], block_rows=block_rows)
     seeds_read = sum(t.num_rows for t in tables)
     if seeds_read == 0:
         raise ValueError(
             f"the source yielded no seeds (source={config['source'].get('kind')}, "
             f"uri={config['source'].get('uri')}, limit={config['source'].get('limit')})"
         )
-    prepare_sink(sink, bool(run_cfg.get("overwrite", False)))
+    committed = open_run(sink, config, bool(run_cfg.get("overwrite", False)))
+    done = {seed for commit in committed for seed in commit.seed_ids}
+    pending = pending_seeds(tables, done, block_rows)
     log.info(
-        "synthray run %r: %d seeds, recipe %s, model %s → %s",
+        "synthray run %r: %d seeds (%d already committed), recipe %s, model %s → %s",
         run_cfg["name"],
         seeds_read,
+        len(done),
         recipe.name,
         model["name"],
         sink.uri,
     )
-
-    init_ray(config["cluster"])
-    shards = start_filter_state(config["filters"] or {})
-    state = RunStateActor.remote()
-    stats = RunStats(started=started)
-    for manifest in build_dataset(config, tables, recipe, shards, state).iter_batches(
-        batch_format="pyarrow", batch_size=None
-    ):
-        stats.add_manifest(manifest)
-    stats.finish()
-    summary = stats.to_dict(seeds_read)
-    state_values = ray.get(state.values.remote())
-    summary["filters"] = stats.filter_funnel(list(config["filters"] or {}), state_values.get(FILTER_SECONDS, {}))
-    summary["filter_counters"] = state_values.get(FILTER_COUNTERS, {})
-    missing = seeds_read - summary["seeds_accounted"]
-    if missing:
-        raise RuntimeError(
-            f"{missing} of {seeds_read} seeds produced no output row; the run is incomplete "
-            f"and {SUCCESS} was not written"
-        )
-    finalize(sink, config, summary, text_fields, artifacts=state_values)
+    with Heartbeat(sink):
+        init_ray(config["cluster"])
+        shards = start_filter_state(steps)
+        if committed:  # dedup and novelty state as the earlier attempts left it
+            replay_filter_state(build_filters(steps, text_fields, shards), committed_rows(sink, committed))
+        state = RunStateActor.remote(restored=load_artifacts(sink), persist=functools.partial(save_artifact, sink))
+        progress = RunStats(started=started)
+        if pending:
+            dataset = build_dataset(config, pending, recipe, shards, state)
+            for manifest in dataset.iter_batches(batch_format="pyarrow", batch_size=None):
+                progress.add_manifest(manifest)
+        progress.finish()
+        stats = RunStats.from_commits(reconcile(sink), progress)
+        summary = {**stats.to_dict(seeds_read), "attempt": attempts(sink), "resumed_seeds": len(done)}
+        state_values = ray.get(state.values.remote())
+        summary["filters"] = stats.filter_funnel(list(steps), state_values.get(FILTER_SECONDS, {}))
+        summary["filter_counters"] = state_values.get(FILTER_COUNTERS, {})
+        missing = seeds_read - summary["seeds_accounted"]
+        if missing:
+            raise RuntimeError(
+                f"{missing} of {seeds_read} seeds produced no output row; the run is incomplete and {SUCCESS} was "
+                "not written (rerun the same command to finish it)"
+            )
+        finalize(sink, config, summary, text_fields, artifacts=state_values)
     return RunResult(sink, summary)
+
+
+def pending_seeds(tables: list[pa.Table], done: set[str], block_rows: int) -> list[pa.Table]:
+    """The seeds not yet committed, re-cut into blocks of ``block_rows``."""
+    if not done:
+        return tables
+    remaining = pa.concat_tables(tables)
+    remaining = remaining.filter(pc.invert(pc.is_in(remaining["seed_id"], pa.array(sorted(done), pa.string()))))
+    return [pa.Table.from_batches([b]) for b in remaining.combine_chunks().to_batches(max_chunksize=block_rows)]
+
+
+def committed_rows(sink: Sink, commits: list[Commit]) -> Iterator[pa.Table]:
+    """The committed data/ and rejected/ shards, one table at a time (what the filters saw and kept going)."""
+    for commit in commits:
+        for shard in commit.shards:
+            if shard["kind"] in ("data", "rejected"):
+                yield sink.read_table(shard["path"])
+
+
+def load_artifacts(sink: Sink) -> dict[str, Any]:
+    """Run-wide values (a taxonomy...) an earlier attempt computed: a resumed run reuses them rather than recompute."""
+    return {
+        ARTIFACT + posixpath.basename(path).removesuffix(".json"): json.loads(sink.read_text(path))
+        for path in sink.list(ARTIFACTS, suffix=".json")
+    }
+
+
+def save_artifact(sink: Sink, key: str, value: Any) -> None:
+    sink.write_atomic(f"{ARTIFACTS}/{key.removeprefix(ARTIFACT)}.json", json.dumps(value, default=str).encode())
 
 
 def finalize(

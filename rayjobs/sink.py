@@ -1,25 +1,35 @@
 """Output storage under ``sink.uri`` (local path or s3://) through one fsspec filesystem, and the shard writer.
 
 Layout (see README): data/, rejected/, errors/ hold Parquet shards; run.json, report.html, README.md and
-``_SUCCESS`` (written last) sit at the top. Shard names are unique per write, so two workers never collide.
+``_SUCCESS`` (written last) sit at the top; ``_synthray/`` holds the commit records (rayjobs/commit.py). Shard names
+are unique per write, so two workers never collide. Every operation retries while the store is unreachable.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import logging
+import os
 import posixpath
+import time
 import uuid
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import fsspec
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from rayjobs.commit import BOOKKEEPING, SUCCESS, summarize, write_commit
 from rayjobs.rows import KINDS, columns_for
 
-SUCCESS = "_SUCCESS"
+log = logging.getLogger("synthray")
+T = TypeVar("T")
+
+
 OUTPUT_DIRS = (*KINDS.values(), "artifacts")
 TOP_FILES = ("run.json", "report.html", "README.md", SUCCESS)
 
@@ -28,33 +38,74 @@ class Sink:
     """Args:
     uri: local directory or ``s3://bucket/prefix``.
     storage_options: fsspec options (for s3: ``endpoint_url``, ``key``, ``secret``, ``client_kwargs``...).
+    retry_s: how long an operation keeps retrying while the store is unreachable (connection refused or reset,
+        timeouts, 5xx) before the error reaches the run.
     """
 
-    def __init__(self, uri: str, storage_options: dict[str, Any] | None = None) -> None:
+    def __init__(self, uri: str, storage_options: dict[str, Any] | None = None, retry_s: float = 120.0) -> None:
         if not uri:
             raise ValueError("sink.uri is empty: give a local directory or s3://bucket/prefix")
         self.uri = uri.rstrip("/")
         self.storage_options = dict(storage_options or {})
+        self.retry_s = retry_s
         self.fs, self.root = fsspec.core.url_to_fs(self.uri, **self.storage_options)
+        self.local = "file" in (self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,))
 
     def path(self, *parts: str) -> str:
         return posixpath.join(self.root, *parts)
 
+    def _retrying(self, action: Callable[[], T]) -> T:
+        """Run ``action``; on an error that means "the store is unreachable now", retry with backoff."""
+        deadline, pause = time.monotonic() + self.retry_s, 0.5
+        while True:
+            try:
+                return action()
+            except Exception as exc:
+                if not transient(exc) or time.monotonic() + pause > deadline:
+                    raise
+                log.warning("%s unreachable (%s: %s); retrying in %.1f s", self.uri, type(exc).__name__, exc, pause)
+                time.sleep(pause)
+                pause = min(pause * 2, 10.0)
+                self.fs.invalidate_cache()
+
     def exists(self, name: str) -> bool:
-        return self.fs.exists(self.path(name))
+        self.fs.invalidate_cache(self.path(name))  # other processes write here; never trust a cached listing
+        return self._retrying(lambda: self.fs.exists(self.path(name)))
 
     def write_bytes(self, name: str, data: bytes) -> None:
         target = self.path(name)
-        self.fs.makedirs(posixpath.dirname(target), exist_ok=True)
-        with self.fs.open(target, "wb") as f:
-            f.write(data)
+
+        def put() -> None:
+            self.fs.makedirs(posixpath.dirname(target), exist_ok=True)
+            with self.fs.open(target, "wb") as f:
+                f.write(data)
+
+        self._retrying(put)
+
+    def write_atomic(self, name: str, data: bytes) -> None:
+        """Readers see all of ``data`` under ``name`` or nothing: one PUT on object stores, rename on local disk."""
+        if not self.local:
+            self.write_bytes(name, data)
+            return
+        staged = f"{posixpath.dirname(name)}/.{posixpath.basename(name)}.{uuid.uuid4().hex}.tmp"
+        self.write_bytes(staged, data)
+        os.replace(self.path(staged), self.path(name))
 
     def write_text(self, name: str, text: str) -> None:
         self.write_bytes(name, text.encode("utf-8"))
 
+    def read_bytes(self, name: str) -> bytes:
+        def get() -> bytes:
+            with self.fs.open(self.path(name), "rb") as f:
+                return f.read()
+
+        return self._retrying(get)
+
     def read_text(self, name: str) -> str:
-        with self.fs.open(self.path(name), "rb") as f:
-            return f.read().decode("utf-8")
+        return self.read_bytes(name).decode("utf-8")
+
+    def read_table(self, name: str) -> pa.Table:
+        return pq.read_table(io.BytesIO(self.read_bytes(name)))
 
     def write_table(self, kind: str, table: pa.Table) -> str:
         buf = io.BytesIO()
@@ -63,19 +114,30 @@ class Sink:
         self.write_bytes(name, buf.getvalue())
         return name
 
-    def shards(self, kind: str) -> list[str]:
-        """Committed Parquet shards of ``kind``; bookkeeping files (``_*``, ``.*``) are never data."""
-        directory = self.path(kind)
-        if not self.fs.exists(directory):
+    def list(self, directory: str, suffix: str = "") -> list[str]:
+        """Files under ``directory`` ending in ``suffix``, relative to the sink; ``_*`` and ``.*`` files skipped."""
+        target = self.path(directory)
+        self.fs.invalidate_cache(target)
+        if not self._retrying(lambda: self.fs.exists(target)):
             return []
-        found = self.fs.find(directory)
-        return sorted(p for p in found if p.endswith(".parquet") and not posixpath.basename(p).startswith(("_", ".")))
+        found = self._retrying(lambda: self.fs.find(target))
+        return sorted(
+            posixpath.relpath(p, self.root)
+            for p in found
+            if p.endswith(suffix) and not posixpath.basename(p).startswith(("_", "."))
+        )
 
-    def read_kind(self, kind: str, limit: int | None = None) -> pa.Table | None:
+    def remove(self, name: str) -> None:
+        def rm() -> None:
+            with contextlib.suppress(FileNotFoundError):
+                self.fs.rm(self.path(name))
+
+        self._retrying(rm)
+
+    def read_kind(self, kind: str, limit: int | None = None, shards: list[str] | None = None) -> pa.Table | None:
         tables, rows = [], 0
-        for shard in self.shards(kind):
-            with self.fs.open(shard, "rb") as f:
-                tables.append(pq.read_table(f))
+        for shard in self.list(kind, suffix=".parquet") if shards is None else shards:
+            tables.append(self.read_table(shard))
             rows += tables[-1].num_rows
             if limit is not None and rows >= limit:
                 break
@@ -84,15 +146,41 @@ class Sink:
         table = pa.concat_tables(tables, promote_options="default")
         return table.slice(0, limit) if limit is not None else table
 
+    def owned(self) -> bool:
+        """Whether anything synthray writes is here already."""
+        return any(self.exists(name) for name in (*OUTPUT_DIRS, *TOP_FILES))
+
     def clear(self) -> None:
-        """Remove a previous attempt's outputs (the directories and top-level files synthray owns, nothing else)."""
-        for name in (*OUTPUT_DIRS, *TOP_FILES):
+        """Remove earlier outputs: the directories and top-level files synthray owns, and its bookkeeping."""
+        for name in (*OUTPUT_DIRS, *TOP_FILES, BOOKKEEPING):
             if self.exists(name):
-                self.fs.rm(self.path(name), recursive=True)
+                self._retrying(lambda name=name: self.fs.rm(self.path(name), recursive=True))
+
+
+def transient(exc: BaseException) -> bool:
+    """Whether ``exc`` says the store is unreachable for now (worth retrying), rather than that the request is wrong."""
+    if isinstance(exc, (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError)):
+        return False
+    if isinstance(exc, (ConnectionError, TimeoutError)):
+        return True
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    if names & {
+        "EndpointConnectionError",
+        "ConnectionClosedError",
+        "ReadTimeoutError",
+        "ClientConnectorError",
+        "ServerDisconnectedError",
+        "ClientOSError",
+        "ConnectTimeoutError",
+    }:
+        return True
+    text = str(exc)
+    return any(mark in text for mark in ("Connection refused", "Connection reset", "Could not connect", "503", "500"))
 
 
 class ShardWriter:
-    """Ray Data UDF: writes each batch's rows to data/, rejected/ and errors/, returns one manifest row per shard."""
+    """Ray Data UDF: writes each batch's rows to data/, rejected/ and errors/ and commits them (rayjobs/commit.py);
+    returns one manifest row per shard for the driver's progress counters."""
 
     MANIFEST = pa.schema(
         [
@@ -112,35 +200,21 @@ class ShardWriter:
         self.balance_fields = list(balance_fields)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        manifest = []
+        shards = []
         for status, kind in KINDS.items():
             part = batch.filter(pc.equal(batch["status"], status))
-            if part.num_rows == 0:
-                continue
-            part = part.select(columns_for(kind, batch.schema))
-            path = self.sink.write_table(kind, part)
-            reason_col = {"rejected": "rejected_by", "errors": "stage"}.get(kind)
-            reasons = _counts(part[reason_col]) if reason_col else {}
-            balance = {f: _counts(part[f]) for f in self.balance_fields if kind == "data" and f in part.column_names}
-            manifest.append(
-                {
-                    "kind": kind,
-                    "path": path,
-                    "rows": part.num_rows,
-                    "prompt_tokens": pc.sum(part["prompt_tokens"]).as_py() or 0,
-                    "completion_tokens": pc.sum(part["completion_tokens"]).as_py() or 0,
-                    "seed_ids": pc.unique(part["seed_id"]).to_pylist(),
-                    "reasons": json.dumps(reasons),
-                    "balance": json.dumps(balance),
-                }
-            )
+            if part.num_rows:
+                part = part.select(columns_for(kind, batch.schema))
+                shards.append({**summarize(part, kind, self.balance_fields), "path": self.sink.write_table(kind, part)})
+        seed_ids = pc.unique(batch["seed_id"]).to_pylist()
+        write_commit(self.sink, shards, seed_ids)
+        manifest = [
+            {
+                **shard,
+                "seed_ids": seed_ids if i == 0 else [],
+                "reasons": json.dumps(shard["reasons"]),
+                "balance": json.dumps(shard["balance"]),
+            }
+            for i, shard in enumerate(shards)
+        ]
         return pa.Table.from_pylist(manifest, schema=self.MANIFEST)
-
-
-def _counts(column: pa.ChunkedArray) -> dict[str, int]:
-    """Value → count of a column, nulls left out (a label a row lacks is not a label)."""
-    return {
-        str(item["values"]): item["counts"]
-        for item in pc.value_counts(column).to_pylist()
-        if item["values"] is not None
-    }

@@ -27,20 +27,35 @@ class RunStats:
     # (seconds since start, cumulative completion tokens, cumulative rows): the throughput curve of the report.
     timeline: list[tuple[float, int, int]] = field(default_factory=list)
 
-    def add_manifest(self, manifest: pa.Table) -> None:
-        for entry in manifest.to_pylist():
-            kind = entry["kind"]
-            self.rows[kind] += entry["rows"]
+    def add_shards(self, shards: list[dict[str, Any]], seed_ids: list[str]) -> None:
+        """Count committed shards (as summarised in a commit record) and the seeds they account for."""
+        self.seeds.update(seed_ids)
+        for shard in shards:
+            kind = shard["kind"]
+            self.rows[kind] += shard["rows"]
             self.shards += 1
-            self.prompt_tokens += entry["prompt_tokens"]
-            self.completion_tokens += entry["completion_tokens"]
-            self.seeds.update(entry["seed_ids"])
+            self.prompt_tokens += shard["prompt_tokens"]
+            self.completion_tokens += shard["completion_tokens"]
             counter = {"rejected": self.rejected_by, "errors": self.errors_by_stage}.get(kind)
             if counter is not None:
-                counter.update(json.loads(entry["reasons"]))
-            for column, counts in json.loads(entry["balance"] or "{}").items():
+                counter.update(shard["reasons"])
+            for column, counts in shard["balance"].items():
                 self.balance.setdefault(column, Counter()).update(counts)
+
+    def add_manifest(self, manifest: pa.Table) -> None:
+        """Progress as the writer's manifest rows stream in (the totals of record come from the commits)."""
+        for entry in manifest.to_pylist():
+            shard = {**entry, "reasons": json.loads(entry["reasons"]), "balance": json.loads(entry["balance"] or "{}")}
+            self.add_shards([shard], entry["seed_ids"])
         self.timeline.append((time.time() - self.started, self.completion_tokens, sum(self.rows.values())))
+
+    @classmethod
+    def from_commits(cls, commits: list[Any], progress: RunStats) -> RunStats:
+        """Totals from every committed record (this attempt's and earlier ones'), timing from this attempt."""
+        stats = cls(started=progress.started, finished=progress.finished, timeline=progress.timeline)
+        for commit in commits:
+            stats.add_shards(commit.shards, commit.seed_ids)
+        return stats
 
     def filter_funnel(self, steps: list[str], seconds: dict[str, float]) -> list[dict[str, Any]]:
         """Per filter step, in order: rows seen, kept, dropped and time. Rows reach the filters with status ok;

@@ -233,17 +233,19 @@ class Heartbeat:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, name="synthray-heartbeat", daemon=True)
 
+    def _write(self) -> None:
+        beat = {"host": socket.gethostname(), "pid": os.getpid(), "at": time.time(), "every_s": self.every_s}
+        self.sink.write_atomic(HEARTBEAT, json.dumps(beat).encode("utf-8"))
+
     def _beat(self) -> None:
-        while True:
-            beat = {"host": socket.gethostname(), "pid": os.getpid(), "at": time.time(), "every_s": self.every_s}
+        while not self._stop.wait(self.every_s):
             try:
-                self.sink.write_atomic(HEARTBEAT, json.dumps(beat).encode("utf-8"))
+                self._write()
             except Exception as exc:  # a missed beat is not fatal; the writers report real storage failures
                 log.warning("could not write the heartbeat: %s", exc)
-            if self._stop.wait(self.every_s):
-                return
 
     def __enter__(self) -> Heartbeat:
+        self._write()
         self._thread.start()
         return self
 

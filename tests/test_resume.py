@@ -1,0 +1,75 @@
+"""Resume after a crash, in process on the dry-run engine: committed seeds skipped, orphans removed, filter state and
+run-wide artifacts carried over. (tests/test_faults.py kills real processes.)"""
+
+from __future__ import annotations
+
+import json
+import random
+
+from generation.seeds import builtin_seeds
+from rayjobs.commit import ARTIFACTS, COMMITS
+from rayjobs.pipeline import run
+from rayjobs.sink import Sink
+from tests.invariant import assert_invariant
+
+
+def _crash(sink: Sink) -> None:
+    """What a driver killed just before finishing leaves: committed shards and records, no _SUCCESS, no run.json."""
+    sink.remove("_SUCCESS")
+    sink.remove("run.json")
+
+
+def test_resume_skips_committed_seeds_and_dedups_against_them(ray_session, dry_config, tmp_path):
+    rng = random.Random(5)
+    base = " ".join(f"word{rng.randrange(3000)}" for _ in range(80))
+    near = base.split()
+    near[40] = "changed"
+    paraphrase = [w if i % 5 else "other" for i, w in enumerate(base.split())]  # ROUGE-L 0.8, no 5-gram shared
+    seeds = tmp_path / "seeds.jsonl"
+    first = {"base": base, "clean-1": "A short clean instruction about rivers and their deltas in spring."}
+    seeds.write_text("".join(json.dumps({"id": k, "instruction": v}) + "\n" for k, v in first.items()))
+    config = dry_config(
+        "recipe=template",
+        "source=jsonl",
+        f"source.uri={seeds}",
+        "model.echo=true",
+        "model.batch_size=1",
+        "filters=none",
+        "+filters.exact_dedup.num_shards=2",
+        "+filters.near_dedup.num_shards=2",
+        "+filters.novelty.field=response",
+    )
+    run(config)
+    sink = Sink(config["sink"]["uri"])
+    _crash(sink)
+    orphan = sink.write_table("data", sink.read_kind("data").slice(0, 1))  # a writer died before its record
+    # The rest of the source, as the crashed attempt had not reached it yet (same file, same config).
+    rest = {
+        "exact-copy": base.upper() + " !",
+        "near-copy": " ".join(near),
+        "paraphrase": " ".join(paraphrase),
+        "clean-2": "Name three birds of prey.",
+    }
+    seeds.write_text("".join(json.dumps({"id": k, "instruction": v}) + "\n" for k, v in {**first, **rest}.items()))
+    result = run(config)
+    assert result.summary["attempt"] == 2 and result.summary["resumed_seeds"] == 2
+    assert orphan not in sink.list("data")
+    rejected = {r["seed_id"]: r["rejected_by"] for r in sink.read_kind("rejected").to_pylist()}
+    assert rejected == {"exact-copy": "exact_dedup", "near-copy": "near_dedup", "paraphrase": "novelty"}
+    counts = assert_invariant(sink, [*first, *rest])
+    assert counts["data"] == 3 and result.summary["seeds_accounted"] == 6
+
+
+def test_a_resumed_run_reuses_the_artifacts_of_the_first_attempt(ray_session, dry_config):
+    config = dry_config("recipe=taxonomy", "source.limit=4", "model.batch_size=2")
+    run(config)
+    sink = Sink(config["sink"]["uri"])
+    saved = json.loads(sink.read_text(f"{ARTIFACTS}/taxonomy.json"))
+    _crash(sink)
+    for record in sink.list(COMMITS)[1:]:  # the first batch was committed; the second was lost
+        sink.remove(record)
+    sink.write_text(f"{ARTIFACTS}/taxonomy.json", json.dumps({**saved, "planted": True}))
+    result = run(config)
+    assert result.summary["resumed_seeds"] == 2
+    assert json.loads(sink.read_text("artifacts/taxonomy.json")).get("planted") is True  # reused, not recomputed
+    assert_invariant(sink, [str(task["id"]) for task in builtin_seeds("texts")[:4]])

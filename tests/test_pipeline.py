@@ -76,6 +76,21 @@ def test_bad_rows_go_to_errors_and_every_seed_is_accounted(ray_session, dry_conf
     assert seen == {"good", "no-instruction", "wrong-type", "seeds.jsonl:4", "dup-text"}
 
 
+def test_an_oversized_seed_becomes_an_error_and_its_batch_is_unaffected(ray_session, dry_config, tmp_path):
+    seeds = tmp_path / "seeds.jsonl"
+    huge = "word " * 600_000  # 3 MB: over the engine's context, and a big row for every stage to carry
+    rows = [{"id": f"ok-{i}", "instruction": f"Describe the number {i}."} for i in range(5)]
+    rows.insert(2, {"id": "huge", "instruction": huge})
+    seeds.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    config = dry_config("source=jsonl", f"source.uri={seeds}", "recipe=template", "model.batch_size=8")
+    result = run(config)
+    errors = _read(config["sink"]["uri"], "errors").to_pylist()
+    assert [(e["seed_id"], e["stage"]) for e in errors] == [("huge", "engine")]
+    assert "over max_model_len" in errors[0]["error"]
+    assert set(_read(config["sink"]["uri"], "data")["seed_id"].to_pylist()) == {f"ok-{i}" for i in range(5)}
+    assert result.summary["errors_by_stage"] == {"engine": 1} and result.summary["seeds_accounted"] == 6
+
+
 def test_rejected_rows_carry_filter_and_reason(ray_session, dry_config):
     config = dry_config("source.limit=6", "filters.length.min_words=1000")
     result = run(config)

@@ -71,3 +71,29 @@ def test_duplicate_seed_ids_are_refused(tmp_path):
     _write_jsonl(tmp_path / "d.jsonl", [{"id": 1, "instruction": "a"}, {"id": 1, "instruction": "b"}])
     with pytest.raises(ValueError, match="seed id '1' appears more than once"):
         seed_tables({"kind": "jsonl", "uri": str(tmp_path / "d.jsonl")})
+
+
+def test_empty_and_truncated_files_stop_the_run_naming_the_file(tmp_path):
+    (tmp_path / "jsonl").mkdir()
+    _write_jsonl(tmp_path / "jsonl" / "a.jsonl", [{"instruction": "a"}])
+    (tmp_path / "jsonl" / "b.jsonl").write_text("\n  \n")
+    with pytest.raises(ValueError, match=r"b.jsonl: the file holds no seeds \(empty\)"):
+        list(iter_seeds({"kind": "jsonl", "uri": str(tmp_path / "jsonl")}))
+    whole = tmp_path / "whole.parquet"
+    pq.write_table(pa.table({"instruction": [f"task {i}" for i in range(1000)]}), whole)
+    (tmp_path / "cut.parquet").write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    with pytest.raises(ValueError, match="cut.parquet: not a readable Parquet file"):
+        list(iter_seeds({"kind": "parquet", "uri": str(tmp_path / "cut.parquet")}))
+    pq.write_table(pa.table({"instruction": pa.array([], pa.string())}), tmp_path / "none.parquet")
+    with pytest.raises(ValueError, match="none.parquet: the file holds no seeds"):
+        list(iter_seeds({"kind": "parquet", "uri": str(tmp_path / "none.parquet")}))
+
+
+def test_files_with_different_columns_flow_through_one_schema(tmp_path):
+    (tmp_path / "mixed").mkdir()
+    _write_jsonl(tmp_path / "mixed" / "a.jsonl", [{"id": "a1", "instruction": "a"}])
+    _write_jsonl(tmp_path / "mixed" / "b.jsonl", [{"id": "b1", "instruction": "b", "input": "x", "meta": {"k": [1]}}])
+    tables = seed_tables({"kind": "jsonl", "uri": str(tmp_path / "mixed")})
+    rows = [r for t in tables for r in t.to_pylist()]
+    assert [r["seed_id"] for r in rows] == ["a1", "b1"]
+    assert json.loads(rows[1]["seed"])["meta"] == {"k": [1]}

@@ -150,6 +150,7 @@ def build_dataset(
         fn_constructor_kwargs=dict(
             uri=config["sink"]["uri"],
             storage_options=storage_options(config["sink"]),
+            retry_s=float(config["sink"].get("retry_s", 120)),
             balance_fields=list(getattr(recipe, "balance_fields", ())),
         ),
         compute=ActorPoolStrategy(size=int(cluster.get("writer_workers", 1))),

@@ -208,8 +208,10 @@ class ShardWriter:
         ]
     )
 
-    def __init__(self, *, uri: str, storage_options: dict[str, Any], balance_fields: list[str] = ()) -> None:
-        self.sink = Sink(uri, storage_options)
+    def __init__(
+        self, *, uri: str, storage_options: dict[str, Any], retry_s: float = 120.0, balance_fields: list[str] = ()
+    ) -> None:
+        self.sink = Sink(uri, storage_options, retry_s)
         self.balance_fields = list(balance_fields)
 
     def __call__(self, batch: pa.Table) -> pa.Table:

@@ -1,17 +1,20 @@
 """Where model weights come from: the built-in SmolLM2, a local path, object storage, or a hub id.
 
 Every resolution that touches disk happens once per node: a file lock serialises the engine actors of one node,
-the result is built in a temporary directory and renamed into place, so a crash never leaves a half-written model.
+the result is built in a staging directory (``<name>.partial``) and renamed into place, so a crash never leaves a
+half-written model where vLLM would load it. Downloads resume from the staging directory: complete files are kept,
+a partial file continues from its last byte, and every file is checked against the store's size and, where the
+store gives one (single-part S3 ETag), its MD5.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import logging
 import os
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 from filelock import FileLock
@@ -54,15 +57,13 @@ def _once(target: Path, build) -> Path:
     with FileLock(str(target) + ".lock"):
         if (target / _READY).exists():
             return target
-        tmp = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
-        try:
-            build(tmp)
-            (tmp / _READY).touch()
-            if target.exists():
-                shutil.rmtree(target)
-            tmp.rename(target)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        staging = target.with_name(target.name + ".partial")  # kept on failure: the next attempt resumes it
+        staging.mkdir(exist_ok=True)
+        build(staging)
+        (staging / _READY).touch()
+        if target.exists():
+            shutil.rmtree(target)
+        staging.rename(target)
     return target
 
 
@@ -105,13 +106,53 @@ def _download(uri: str, out: Path, storage_options: dict) -> None:
     import fsspec
 
     fs, root = fsspec.core.url_to_fs(uri, **storage_options)
-    files = [f for f in fs.find(root) if not Path(f).name.startswith((".", "_"))]
+    found = fs.find(root, detail=True)
+    files = {path: info for path, info in found.items() if not Path(path).name.startswith((".", "_"))}
     if not files:
         raise FileNotFoundError(f"no model files under {uri}")
-    for remote in files:
+    total = sum(int(info["size"]) for info in files.values())
+    log.info("downloading %s (%d files, %.1f MB) into %s", uri, len(files), total / 1e6, out)
+    for remote, info in sorted(files.items()):
         local = out / os.path.relpath(remote, root)
+        if local.exists() and _verified(local, info):
+            continue
         local.parent.mkdir(parents=True, exist_ok=True)
-        fs.get(remote, str(local))
+        _fetch(fs, remote, local, int(info["size"]))
+        if not _verified(local, info):
+            local.unlink()
+            raise OSError(
+                f"{remote}: downloaded file does not match the store's size/checksum; rerun to fetch it again"
+            )
+
+
+def _fetch(fs, remote: str, local: Path, size: int, chunk: int = 16 << 20) -> None:
+    """Copy ``remote`` to ``local`` through ``local.part``, continuing a partial copy from its last byte."""
+    partial = local.with_name(local.name + ".part")
+    done = partial.stat().st_size if partial.exists() else 0
+    if done > size:  # not a prefix of this file
+        partial.unlink()
+        done = 0
+    with fs.open(remote, "rb") as src, open(partial, "ab") as dst:
+        src.seek(done)
+        while block := src.read(chunk):
+            dst.write(block)
+            done += len(block)
+            if size > 4 * chunk:
+                log.info("  %s: %.0f%%", local.name, 100 * done / size)
+    partial.rename(local)
+
+
+def _verified(local: Path, info: dict) -> bool:
+    if local.stat().st_size != int(info["size"]):
+        return False
+    etag = str(info.get("ETag") or info.get("etag") or "").strip('"')
+    if etag and "-" not in etag and len(etag) == 32:  # a single-part upload's ETag is the content's MD5
+        digest = hashlib.md5(usedforsecurity=False)
+        with open(local, "rb") as f:
+            while block := f.read(16 << 20):
+                digest.update(block)
+        return digest.hexdigest() == etag
+    return True
 
 
 if __name__ == "__main__":

@@ -85,6 +85,25 @@ def engine_gpus(model: dict[str, Any]) -> int:
     return int(args.get("tensor_parallel_size", 1)) * int(args.get("pipeline_parallel_size", 1))
 
 
+def engine_resources(model: dict[str, Any]) -> dict[str, Any]:
+    """Ray resources of one engine replica. One GPU: the actor holds it. Several (tensor × pipeline parallel): a
+    placement group per replica, one ``{GPU: 1, CPU: 1}`` bundle per GPU packed on one node, which the actor runs in
+    and vLLM's Ray workers fill (placement_group_capture_child_tasks)."""
+    gpus = engine_gpus(model)
+    if gpus <= 1:
+        return {"num_gpus": gpus}
+    return {"num_gpus": 0, "ray_remote_args_fn": functools.partial(replica_placement, gpus)}
+
+
+def replica_placement(gpus: int) -> dict[str, Any]:
+    """Remote args of one multi-GPU engine actor: a fresh placement group for its replica."""
+    from ray.util.placement_group import placement_group
+    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    group = placement_group([{"GPU": 1, "CPU": 1}] * gpus, strategy="STRICT_PACK")
+    return {"scheduling_strategy": PlacementGroupSchedulingStrategy(group, placement_group_capture_child_tasks=True)}
+
+
 def init_ray(cluster: dict[str, Any]) -> None:
     mode = cluster.get("mode")
     if mode not in CLUSTER_MODES:
@@ -111,12 +130,14 @@ def build_dataset(
     light = float(cluster.get("stage_cpus", 0.25))
     in_flight = int(model.get("max_tasks_in_flight", 8))
     ds = ray.data.from_arrow(tables)
+    # Weights on object storage are fetched by the engine actors (once per node), with the driver's credentials.
+    weights = {"uri": str(model.get("source")), **{k: model.get(k) for k in ("endpoint_url", "storage_options")}}
     ds = ds.map_batches(
         GenerateActor,
         batch_format="pyarrow",
         batch_size=int(model.get("batch_size", 16)),
         fn_constructor_kwargs=dict(
-            model=model,
+            model={**model, "storage_options": storage_options(weights)},
             recipe=config["recipe"],
             run_name=run["name"],
             run_seed=int(run["seed"]),
@@ -131,7 +152,7 @@ def build_dataset(
             max_concurrent_calls_per_actor=in_flight,
         ),
         num_cpus=float(model.get("num_cpus", 1)),
-        num_gpus=engine_gpus(model),
+        **engine_resources(model),
     )
     ds = ds.map_batches(
         FilterActor,

@@ -95,3 +95,18 @@ def test_bad_filter_and_recipe_values_fail_with_choices(tmp_path):
     for override in ("+model.sampling.temprature=1", "+recipe.answer_sampling.temprature=1"):
         result = _cli("model=dry_run", override, f"sink.uri={tmp_path}")
         assert result.returncode == 2 and "temprature" in result.stderr and "temperature" in result.stderr
+
+
+def test_multi_gpu_replicas_get_a_packed_placement_group_each(ray_session):
+    from ray.util import placement_group_table, remove_placement_group
+
+    from rayjobs.pipeline import engine_resources
+
+    assert engine_resources(make_config(["model=qwen3_8b"])["model"]) == {"num_gpus": 1}
+    tp4 = engine_resources(make_config(["model=llama31_70b_tp4"])["model"])
+    assert tp4["num_gpus"] == 0
+    strategy = tp4["ray_remote_args_fn"]()["scheduling_strategy"]  # created per actor: one group per replica
+    assert strategy.placement_group_capture_child_tasks
+    table = placement_group_table(strategy.placement_group)
+    assert table["strategy"] == "STRICT_PACK" and list(table["bundles"].values()) == [{"GPU": 1.0, "CPU": 1.0}] * 4
+    remove_placement_group(strategy.placement_group)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
@@ -62,3 +63,24 @@ def test_model_weights_download_once_from_s3(s3_endpoint, tmp_path):
     assert (Path(local) / "sub" / "w.bin").stat().st_size == 1024
     fs.rm("synthray-models/tiny", recursive=True)
     assert resolve_model("s3://synthray-models/tiny", str(tmp_path), options) == local  # cached: no second fetch
+
+
+def test_model_weights_from_s3_are_fetched_once_resumed_and_verified(s3_endpoint, tmp_path):
+    from generation.models import resolve_model
+
+    fs = s3fs.S3FileSystem(endpoint_url=s3_endpoint, skip_instance_cache=True)
+    fs.mkdir("models")
+    files = {"config.json": b"{}", "model.safetensors": bytes(range(256)) * 20_000, "tokenizer/vocab.txt": b"a\nb\n"}
+    for name, data in files.items():
+        fs.pipe(f"models/tiny/{name}", data)
+    cache = tmp_path / "cache"
+    # What a node that died mid-download leaves: a partial weights file, and a same-size but corrupt config.
+    staging = cache / "remote" / "models__tiny.partial"
+    staging.mkdir(parents=True)
+    (staging / "model.safetensors.part").write_bytes(files["model.safetensors"][:1_000_000])
+    (staging / "config.json").write_bytes(b"[]")
+    path = resolve_model("s3://models/tiny", str(cache), {"endpoint_url": s3_endpoint})
+    assert {name: (Path(path) / name).read_bytes() for name in files} == files
+    assert not staging.exists()
+    # Fetched once: a second resolution never touches the store (this endpoint is closed).
+    assert resolve_model("s3://models/tiny", str(cache), {"endpoint_url": "http://127.0.0.1:9"}) == path

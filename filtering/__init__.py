@@ -1,40 +1,40 @@
-"""Filters (one small class each), their registry and the filter stage that applies them in order."""
+"""Filters (one small class each), their registry and the filter stage that applies them in order.
+
+The registry names each filter's module rather than importing it: a run pays only for the filters it configures
+(the Gopher and MinHash filters compile their kernels, the classifier imports torch).
+"""
+
+from __future__ import annotations
+
+import importlib
 
 from filtering.base import Filter
-from filtering.classifier import ClassifierFilter
-from filtering.decontamination import DecontaminationFilter
-from filtering.echo import EchoFilter
-from filtering.exact_dedup import ExactDedupFilter
-from filtering.fineweb import FineWebQualityFilter
-from filtering.gopher import GopherQualityFilter, GopherRepetitionFilter
-from filtering.language import LanguageFilter
-from filtering.length import LengthFilter
-from filtering.near_dedup import NearDedupFilter
-from filtering.novelty import NoveltyFilter
-from filtering.pii import PIIRedactor
-from filtering.refusal import RefusalFilter
-from filtering.schema import SchemaFilter
-from filtering.threshold import ThresholdFilter
 
-FILTERS: dict[str, type[Filter]] = {
-    cls.name: cls
-    for cls in (
-        LengthFilter,
-        RefusalFilter,
-        EchoFilter,
-        ExactDedupFilter,
-        NearDedupFilter,
-        PIIRedactor,
-        ThresholdFilter,
-        SchemaFilter,
-        GopherQualityFilter,
-        GopherRepetitionFilter,
-        DecontaminationFilter,
-        NoveltyFilter,
-        FineWebQualityFilter,
-        LanguageFilter,
-        ClassifierFilter,
-    )
+FILTERS: dict[str, str] = {
+    "length": "filtering.length:LengthFilter",
+    "refusal": "filtering.refusal:RefusalFilter",
+    "echo": "filtering.echo:EchoFilter",
+    "exact_dedup": "filtering.exact_dedup:ExactDedupFilter",
+    "near_dedup": "filtering.near_dedup:NearDedupFilter",
+    "pii": "filtering.pii:PIIRedactor",
+    "threshold": "filtering.threshold:ThresholdFilter",
+    "schema": "filtering.schema:SchemaFilter",
+    "gopher_quality": "filtering.gopher:GopherQualityFilter",
+    "gopher_repetition": "filtering.gopher:GopherRepetitionFilter",
+    "decontamination": "filtering.decontamination:DecontaminationFilter",
+    "novelty": "filtering.novelty:NoveltyFilter",
+    "fineweb_quality": "filtering.fineweb:FineWebQualityFilter",
+    "language": "filtering.language:LanguageFilter",
+    "classifier": "filtering.classifier:ClassifierFilter",
 }
 
-__all__ = ["FILTERS", "Filter"]
+
+def filter_class(kind: str) -> type[Filter]:
+    """The class registered as ``kind`` (imported on first use)."""
+    if kind not in FILTERS:
+        raise ValueError(f"unknown filter {kind!r}; valid choices: {sorted(FILTERS)}")
+    module, _, name = FILTERS[kind].partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+__all__ = ["FILTERS", "Filter", "filter_class"]

@@ -14,7 +14,7 @@ from typing import Any
 import pyarrow as pa
 import ray
 
-from filtering import FILTERS, Filter
+from filtering import FILTERS, Filter, filter_class
 
 FILTER_SECONDS = "filter_seconds"
 FILTER_COUNTERS = "filter_counters"
@@ -34,7 +34,7 @@ def build_filters(
     built = []
     for step, params in steps.items():
         params = dict(params or {})
-        cls = FILTERS[_kind(step, params)]
+        cls = filter_class(_kind(step, params))
         params.pop("kind", None)
         if hasattr(cls, "start_state"):
             params["shards"] = (shards or {}).get(step)
@@ -51,7 +51,7 @@ def filter_columns(steps: Mapping[str, Mapping[str, Any] | None]) -> dict[str, p
     """Columns the configured filters add to every row (e.g. ``pii_redactions``)."""
     columns: dict[str, pa.DataType] = {}
     for step, params in steps.items():
-        columns.update(getattr(FILTERS[_kind(step, params or {})], "columns", {}))
+        columns.update(getattr(filter_class(_kind(step, params or {})), "columns", {}))
     return columns
 
 
@@ -59,7 +59,7 @@ def start_filter_state(steps: Mapping[str, Mapping[str, Any] | None]) -> dict[st
     """Start the state actors of every stateful step (global across all filter workers of the run)."""
     started = {}
     for step, params in steps.items():
-        cls = FILTERS[_kind(step, params or {})]
+        cls = filter_class(_kind(step, params or {}))
         if hasattr(cls, "start_state"):
             started[step] = cls.start_state(**{k: v for k, v in (params or {}).items() if k != "kind"})
     return started

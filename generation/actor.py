@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from generation.engine import EngineUnavailable, build_engine
 from generation.recipes import Sample, build_recipe
-from generation.state import SharedState
+from generation.state import FIRST_SAMPLE_AT, SharedState
 
 
 def sample_id(run_name: str, seed_id: str, index: int) -> str:
@@ -51,6 +51,7 @@ class GenerateActor:
         # would force a fresh worker process per actor; vLLM reads them at engine start and its processes inherit them.
         os.environ.update({k: str(v) for k, v in (model.get("env") or {}).items()})
         self.recipe = build_recipe(recipe)
+        self.state, self.first_reported = state, False
         bind_state = getattr(self.recipe, "bind_state", None)
         if bind_state is not None:  # recipes with run-wide state (growing pools, once-per-run phases)
             bind_state(SharedState(state))
@@ -109,6 +110,9 @@ class GenerateActor:
             return [self._error(seed_id, 0, "recipe", f"{type(exc).__name__}: {exc}", seed_json)]
         if not samples:
             return [self._error(seed_id, 0, "recipe", "recipe produced no samples", seed_json)]
+        if not self.first_reported and self.state is not None:  # fire and forget: start-up figure for run.json
+            self.state.put_once.remote(FIRST_SAMPLE_AT, time.time())
+            self.first_reported = True
         return [self._sample_row(seed_id, i, s, seed_json) for i, s in enumerate(samples)]
 
     def _sample_row(self, seed_id: str, index: int, sample: Sample, seed_json: str) -> dict[str, Any]:

@@ -14,6 +14,7 @@ import ray
 
 _FAILED = "__failed__"
 ARTIFACT = "artifact/"  # values under keys with this prefix are written to the sink as artifacts/<name>.json
+FIRST_SAMPLE_AT = "first_sample_at"  # wall clock of the run's first finished sample (start-up cost, in run.json)
 
 
 @ray.remote(num_cpus=0)
@@ -49,6 +50,10 @@ class RunStateActor:
         totals = self._values.setdefault(key, {})
         for name, amount in amounts.items():
             totals[name] = totals.get(name, 0) + amount
+
+    def put_once(self, key: str, value: Any) -> None:
+        """Keep the first value ever put under ``key`` (the earliest report wins)."""
+        self._values.setdefault(key, value)
 
     def advance(self, key: str, step: int) -> int:
         """A run-wide cursor: returns its position and moves it by ``step`` (one caller at a time)."""

@@ -35,7 +35,7 @@ from filtering.stage import (
 from generation.actor import GenerateActor
 from generation.engine import check_sampling
 from generation.recipes import Recipe, build_recipe
-from generation.state import ARTIFACT, RunStateActor
+from generation.state import ARTIFACT, FIRST_SAMPLE_AT, RunStateActor
 from rayjobs.commit import ARTIFACTS, SUCCESS, Commit, Heartbeat, attempts, open_run, reconcile
 from rayjobs.redact import redact
 from rayjobs.report import render_card, render_report
@@ -189,12 +189,13 @@ def _versions() -> dict[str, str]:
     return found
 
 
-def run(config: dict[str, Any]) -> RunResult:
+def run(config: dict[str, Any], started: float | None = None) -> RunResult:
     """Run one generation job described by a resolved config (plain dicts); returns the sink and the summary.
 
     Rerunning the same command after a crash resumes: committed seeds are skipped (rayjobs/commit.py).
+    ``started`` (epoch seconds) is when the command began, for timings; by default, now.
     """
-    started = time.time()
+    started = started or time.time()
     run_cfg, model = config["run"], config["model"]
     # Everything that can be checked without Ray or an engine is checked first: bad config fails in seconds.
     recipe = build_recipe(config["recipe"])
@@ -243,6 +244,8 @@ def run(config: dict[str, Any]) -> RunResult:
         state_values = ray.get(state.values.remote())
         summary["filters"] = stats.filter_funnel(list(steps), state_values.get(FILTER_SECONDS, {}))
         summary["filter_counters"] = state_values.get(FILTER_COUNTERS, {})
+        if FIRST_SAMPLE_AT in state_values:  # start-up as users feel it: from the command to the first sample
+            summary["first_sample_s"] = round(state_values[FIRST_SAMPLE_AT] - started, 2)
         missing = seeds_read - summary["seeds_accounted"]
         if missing:
             raise RuntimeError(
@@ -320,7 +323,8 @@ def format_summary(result: RunResult) -> str:
     errors = ", ".join(f"{k} {v:,}" for k, v in sorted(s["errors_by_stage"].items())) or "none"
     return "\n".join(
         [
-            f"synthray: done in {s['wall_s']:.1f} s",
+            f"synthray: done in {s['wall_s']:.1f} s"
+            + (f" (first sample after {s['first_sample_s']:.1f} s)" if "first_sample_s" in s else ""),
             f"  seeds {s['seeds_read']:,} → generated {s['generated']:,} → kept {s['kept']:,}",
             f"  rejected {s['rejected']:,} ({drops}); errors {s['errors']:,} ({errors})",
             f"  tokens: prompt {s['prompt_tokens']:,}, completion {s['completion_tokens']:,} "

@@ -370,3 +370,11 @@ def test_classifier_filter_scores_in_batches_and_thresholds(tiny_classifier):
     assert {reason for keep, reason in verdicts if not keep} == {f"score_above_{cut}"}
     with pytest.raises(ValueError, match="not in the model's labels"):
         ClassifierFilter(model=tiny_classifier, label="spam", max_score=0.5, fields=["response"]).keep_batch(rows)
+
+
+def test_the_registry_names_each_filter_by_its_own_name():
+    from filtering import FILTERS, filter_class
+
+    assert all(filter_class(kind).name == kind for kind in FILTERS)
+    with pytest.raises(ValueError, match="unknown filter 'nope'; valid choices"):
+        filter_class("nope")

@@ -127,6 +127,9 @@ def build_dataset(
 ) -> ray.data.Dataset:
     model, cluster, run = config["model"], config["cluster"], config["run"]
     schema = row_schema({**recipe.columns, **filter_columns(config["filters"] or {})})
+    # A block is never split (Ray Data splits blocks over 128 MiB by default): every row of a seed reaches the same
+    # writer call, so a commit record covers whole seeds and a resumed run may skip a committed seed entirely.
+    ray.data.DataContext.get_current().target_max_block_size = None
     light = float(cluster.get("stage_cpus", 0.25))
     in_flight = int(model.get("max_tasks_in_flight", 8))
     ds = ray.data.from_arrow(tables)

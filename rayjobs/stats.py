@@ -20,7 +20,8 @@ class RunStats:
     errors_by_stage: Counter = field(default_factory=Counter)
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    seeds: set[str] = field(default_factory=set)
+    # Seeds with at least one row; commits (and a batch's manifest rows) never share a seed, so a count suffices.
+    seeds: int = 0
     # Recipe label/attribute column → value → kept rows: how balanced the dataset is.
     balance: dict[str, Counter] = field(default_factory=dict)
     shards: int = 0
@@ -29,7 +30,7 @@ class RunStats:
 
     def add_shards(self, shards: list[dict[str, Any]], seed_ids: list[str]) -> None:
         """Count committed shards (as summarised in a commit record) and the seeds they account for."""
-        self.seeds.update(seed_ids)
+        self.seeds += len(seed_ids)
         for shard in shards:
             kind = shard["kind"]
             self.rows[kind] += shard["rows"]
@@ -97,7 +98,7 @@ class RunStats:
     def to_dict(self, seeds_read: int) -> dict[str, Any]:
         return {
             "seeds_read": seeds_read,
-            "seeds_accounted": len(self.seeds),
+            "seeds_accounted": self.seeds,
             "generated": self.generated,
             "kept": self.rows["data"],
             "rejected": self.rows["rejected"],

@@ -7,7 +7,7 @@ import json
 import random
 
 from generation.seeds import builtin_seeds
-from rayjobs.commit import ARTIFACTS, COMMITS
+from rayjobs.commit import ARTIFACTS, COMMITS, load_commits
 from rayjobs.pipeline import run
 from rayjobs.sink import Sink
 from tests.invariant import assert_invariant
@@ -73,3 +73,27 @@ def test_a_resumed_run_reuses_the_artifacts_of_the_first_attempt(ray_session, dr
     assert result.summary["resumed_seeds"] == 2
     assert json.loads(sink.read_text("artifacts/taxonomy.json")).get("planted") is True  # reused, not recomputed
     assert_invariant(sink, [str(task["id"]) for task in builtin_seeds("texts")[:4]])
+
+
+def test_a_seed_is_never_split_across_commits_even_with_big_blocks(ray_session, dry_config, tmp_path):
+    import ray
+
+    ray.data.DataContext.get_current().target_max_block_size = 1 << 20  # would split these 4 MB blocks
+    seeds = tmp_path / "seeds.jsonl"
+    rows = [{"id": f"big-{i}", "instruction": f"{i} " + "lighthouse keeper " * 20_000} for i in range(8)]
+    seeds.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    config = dry_config(
+        "recipe.samples_per_seed=3",
+        "source=jsonl",
+        f"source.uri={seeds}",
+        "model.echo=true",
+        "model.batch_size=8",
+        "model.max_model_len=1000000",
+        "filters=none",
+    )
+    result = run(config)
+    sink = Sink(config["sink"]["uri"])
+    covered = [seed for commit in load_commits(sink) for seed in commit.seed_ids]
+    assert sorted(covered) == sorted(r["id"] for r in rows)  # each seed in exactly one commit
+    # Split blocks would put a seed in two commits and reconciliation would then cut the later samples out.
+    assert result.summary["kept"] == assert_invariant(sink, [r["id"] for r in rows])["data"] == 24

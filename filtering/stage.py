@@ -65,17 +65,27 @@ def start_filter_state(steps: Mapping[str, Mapping[str, Any] | None]) -> dict[st
     return started
 
 
-def replay_filter_state(filters: list[tuple[str, Filter]], tables: Iterable[pa.Table]) -> int:
+def replay_filter_state(
+    steps: Mapping[str, Mapping[str, Any] | None],
+    text_fields: Sequence[str],
+    shards: Mapping[str, list],
+    tables: Iterable[pa.Table],
+) -> int:
     """Feed committed rows to the stateful steps (dedup, novelty), oldest first, so a resumed run judges new samples
-    against what the earlier attempts saw. A step saw a row if the row was kept or a later step dropped it.
-    Returns how many rows were replayed."""
-    stateful = [(i, filt) for i, (_, filt) in enumerate(filters) if hasattr(type(filt), "start_state")]
-    order = {step: i for i, (step, _) in enumerate(filters)}
+    against what the earlier attempts saw. A step saw a row if the row was kept or a later step dropped it. Only the
+    stateful steps are built (a classifier or a benchmark index has nothing to restore). Returns the rows replayed."""
+    order = {step: i for i, step in enumerate(steps)}
+    stateful = {
+        step: params
+        for step, params in steps.items()
+        if hasattr(filter_class(_kind(step, params or {})), "start_state")
+    }
+    built = build_filters(stateful, text_fields, shards)
     replayed = 0
-    for table in tables if stateful else ():
+    for table in tables if built else ():
         rows = table.to_pylist()
-        for i, filt in stateful:
-            seen = [r for r in rows if r.get("rejected_by") is None or order.get(r["rejected_by"], -1) > i]
+        for step, filt in built:
+            seen = [r for r in rows if r.get("rejected_by") is None or order.get(r["rejected_by"], -1) > order[step]]
             for start in range(0, len(seen), 1000):
                 filt.keep_batch(seen[start : start + 1000])
         replayed += len(rows)

@@ -123,10 +123,9 @@ def init_ray(cluster: dict[str, Any]) -> None:
 
 
 def build_dataset(
-    config: dict[str, Any], tables: list, recipe: Recipe, shards: dict[str, list], state: Any
+    config: dict[str, Any], tables: list, recipe: Recipe, schema: pa.Schema, shards: dict[str, list], state: Any
 ) -> ray.data.Dataset:
     model, cluster, run = config["model"], config["cluster"], config["run"]
-    schema = row_schema({**recipe.columns, **filter_columns(config["filters"] or {})})
     # A block is never split (Ray Data splits blocks over 128 MiB by default): every row of a seed reaches the same
     # writer call, so a commit record covers whole seeds and a resumed run may skip a committed seed entirely.
     ray.data.DataContext.get_current().target_max_block_size = None
@@ -203,7 +202,7 @@ def run(config: dict[str, Any], started: float | None = None) -> RunResult:
     # Everything that can be checked without Ray or an engine is checked first: bad config fails in seconds.
     recipe = build_recipe(config["recipe"])
     # A recipe or filter column clashing with synthray's own fails here, before Ray starts.
-    row_schema({**recipe.columns, **filter_columns(config["filters"] or {})})
+    schema = row_schema({**recipe.columns, **filter_columns(config["filters"] or {})})
     text_fields = list(recipe.text_fields)
     steps = config["filters"] or {}
     build_filters(steps, text_fields)
@@ -234,11 +233,12 @@ def run(config: dict[str, Any], started: float | None = None) -> RunResult:
         init_ray(config["cluster"])
         shards = start_filter_state(steps)
         if committed:  # dedup and novelty state as the earlier attempts left it
-            replay_filter_state(build_filters(steps, text_fields, shards), committed_rows(sink, committed))
+            replayed = replay_filter_state(steps, text_fields, shards, committed_rows(sink, committed))
+            log.info("replayed %d committed rows into the stateful filters", replayed)
         state = RunStateActor.remote(restored=load_artifacts(sink), persist=functools.partial(save_artifact, sink))
         progress = RunStats(started=started)
         if pending:
-            dataset = build_dataset(config, pending, recipe, shards, state)
+            dataset = build_dataset(config, pending, recipe, schema, shards, state)
             for manifest in dataset.iter_batches(batch_format="pyarrow", batch_size=None):
                 progress.add_manifest(manifest)
         progress.finish()

@@ -29,7 +29,8 @@ def char_class(ch: str) -> int:
         bits |= SPACE
     if ch.isalpha():
         bits |= ALPHA
-    if unicodedata.category(ch)[0] in "PS" or unicodedata.category(ch) == "Cc":
+    category = unicodedata.category(ch)
+    if category[0] in "PS" or category == "Cc":
         bits |= PUNCT
     if ch == "_":
         bits |= UNDERSCORE
@@ -68,17 +69,24 @@ CONTENT, LETTER = 1, 2  # token flags: has a character that is not punctuation; 
 
 
 @njit(cache=True)
-def _emit(points, classes, start, end, hashes, lengths, flags, count) -> int:
-    """Appends the token [start, end): its hash (FNV-1a over the code points, then mixed), length and flags."""
+def _fnv(points, start, end) -> np.uint64:
+    """FNV-1a over the code points [start, end): the raw hash of a token, a word or a line."""
     h = np.uint64(0xCBF29CE484222325)
-    bits = 0
     for i in range(start, end):
         h = (h ^ np.uint64(points[i])) * np.uint64(0x100000001B3)
+    return h
+
+
+@njit(cache=True)
+def _emit(points, classes, start, end, hashes, lengths, flags, count) -> int:
+    """Appends the token [start, end): its hash (FNV-1a, then mixed), length and flags."""
+    bits = 0
+    for i in range(start, end):
         if not classes[i] & PUNCT:
             bits |= CONTENT
         if classes[i] & ALPHA:
             bits |= LETTER
-    hashes[count] = _mix(h)
+    hashes[count] = _mix(_fnv(points, start, end))
     lengths[count] = end - start
     flags[count] = bits
     return count + 1
@@ -165,11 +173,10 @@ def _words(points, classes, start, end, hashes) -> int:
         if not classes[i] & WORD or classes[i] & UNDERSCORE:
             i += 1
             continue
-        h = np.uint64(0xCBF29CE484222325)
+        first = i
         while i < end and classes[i] & WORD and not classes[i] & UNDERSCORE:
-            h = (h ^ np.uint64(points[i])) * np.uint64(0x100000001B3)
             i += 1
-        hashes[count] = _mix(h)
+        hashes[count] = _mix(_fnv(points, first, i))
         count += 1
     return count
 
@@ -263,10 +270,7 @@ def _segment_duplicates(points, classes, start, end, paragraphs, keys, stamps, s
             run += 1
         at_end = i >= end
         if at_end or run >= (2 if paragraphs else 1):
-            h = np.uint64(0xCBF29CE484222325)
-            for k in range(piece, i):
-                h = (h ^ np.uint64(points[k])) * np.uint64(0x100000001B3)
-            h = _combine(h, np.uint64(i - piece))
+            h = _combine(_fnv(points, piece, i), np.uint64(i - piece))
             slot = _slot(keys, stamps, stamp, h)
             segments += 1
             if stamps[slot] == stamp:

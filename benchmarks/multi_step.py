@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 import time
 from pathlib import Path
@@ -22,7 +21,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.engine_overhead import compose_config  # noqa: E402
+from benchmarks.engine_overhead import cpu_model  # noqa: E402
 
 QUESTION = "Explain in two sentences why item number {i} might float or sink."
 
@@ -66,10 +65,7 @@ async def passes(engine, seeds: range, sampling: dict) -> int:
 async def measure(seeds: int, max_tokens: int) -> None:
     from generation.engine import build_engine
 
-    model = compose_config([])["model"]
-    for key, value in model["env"].items():
-        os.environ.setdefault(key, str(value))
-    engine = build_engine(model, seed=0)
+    engine = build_engine(cpu_model(), seed=0)
     sampling = {"temperature": 0.7, "max_tokens": max_tokens}
     await engine.chat(_answer(0), **sampling)  # warm-up
     results = {}

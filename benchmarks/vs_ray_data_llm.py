@@ -11,8 +11,6 @@ Last line: ``ratio <synthray tokens/s / ray.data.llm tokens/s>`` (target >= 1.1)
 
 from __future__ import annotations
 
-import argparse
-import os
 import sys
 import tempfile
 import time
@@ -21,7 +19,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.engine_overhead import PROMPT, compose_config, run_pipeline  # noqa: E402
+from benchmarks.engine_overhead import report, run_pipeline, throughput_workload  # noqa: E402
 
 
 def run_ray_data_llm(model: dict, prompts: list[str], sampling: dict) -> tuple[float, int]:
@@ -59,24 +57,10 @@ def run_ray_data_llm(model: dict, prompts: list[str], sampling: dict) -> tuple[f
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--prompts", type=int, default=256)
-    parser.add_argument("--max-tokens", type=int, default=64)
-    parser.add_argument("--temperature", type=float, default=0.7)
-    args = parser.parse_args()
-    model = compose_config([])["model"]
-    for key, value in model["env"].items():
-        os.environ.setdefault(key, str(value))
-    prompts = [PROMPT.format(i=i) for i in range(args.prompts)]
-    sampling = {**model["sampling"], "temperature": args.temperature, "max_tokens": args.max_tokens}
-    theirs_wall, theirs_tokens = run_ray_data_llm(model, prompts, sampling)
-    theirs = theirs_tokens / theirs_wall
-    print(f"sampling: {sampling}, prompts: {len(prompts)}")
-    print(f"ray.data.llm      : {theirs_tokens:,} output tokens in {theirs_wall:.1f} s → {theirs:.1f} tok/s")
+    model, prompts, sampling, args = throughput_workload(__doc__.splitlines()[0])
+    theirs = report("ray.data.llm", *run_ray_data_llm(model, prompts, sampling))
     with tempfile.TemporaryDirectory() as tmp:
-        ours_wall, ours_tokens = run_pipeline(prompts, args.max_tokens, args.temperature, Path(tmp))
-    ours = ours_tokens / ours_wall
-    print(f"synthray pipeline : {ours_tokens:,} output tokens in {ours_wall:.1f} s → {ours:.1f} tok/s")
+        ours = report("synthray pipeline", *run_pipeline(prompts, args.max_tokens, args.temperature, Path(tmp)))
     print(f"ratio {ours / theirs:.3f}")
 
 

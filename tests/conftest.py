@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,12 @@ SELF_INSTRUCT_COLUMNS = (
     "prompt_tokens",
     "completion_tokens",
 )
+
+
+def write_jsonl(path: Path, rows: list[dict[str, Any] | str]) -> Path:
+    """Write ``rows`` as JSON lines (a str row is written as-is: a broken line on purpose); returns ``path``."""
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
+    return path
 
 
 def make_config(overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:

@@ -28,7 +28,7 @@ PORT_FLAGS = (
 ACCESS_KEY, SECRET_KEY = "synthray-test-key", "synthray-test-secret"  # SeaweedFS without IAM accepts any pair
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -47,7 +47,7 @@ class SeaweedFS:
 
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
-        self.ports = {flag: _free_port() for flag in PORT_FLAGS}
+        self.ports = {flag: free_port() for flag in PORT_FLAGS}
         self.endpoint = f"http://127.0.0.1:{self.ports['s3.port']}"
         self.proc: subprocess.Popen | None = None
 

@@ -9,7 +9,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -23,6 +22,7 @@ from generation.models import resolve_model
 from rayjobs.sink import Sink
 from tests.conftest import REPO
 from tests.invariant import assert_invariant
+from tests.s3server import free_port
 
 pytestmark = [pytest.mark.cluster, pytest.mark.real_engine, pytest.mark.s3]
 
@@ -42,17 +42,11 @@ HEAD_PORTS = (
 EXCLUDES = [".venv", ".git", "outputs", "**/__pycache__", "*.egg-info", ".pytest_cache", ".ruff_cache"]
 
 
-def _free_port() -> int:
-    with contextlib.closing(socket.socket()) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextlib.contextmanager
 def ray_head(tmp_path: Path, env: dict[str, str]):
     """A Ray head in its own process group (``ray start --block``), killed as a group on exit; yields the job
     server address."""
-    ports = {flag: _free_port() for flag in HEAD_PORTS}
+    ports = {flag: free_port() for flag in HEAD_PORTS}
     # Ray's socket paths live under its temp dir and must fit in 107 bytes: pytest's tmp_path is too deep.
     session_dir = tempfile.mkdtemp(prefix="sr-", dir="/tmp")
     log = open(tmp_path / "head.log", "wb")  # noqa: SIM115 (closed in finally, after the head is gone)

@@ -14,7 +14,7 @@ import pytest
 
 from generation.seeds import builtin_seeds
 from rayjobs.sink import Sink
-from tests.conftest import REPO, SELF_INSTRUCT_COLUMNS
+from tests.conftest import REPO, SELF_INSTRUCT_COLUMNS, write_jsonl
 from tests.invariant import assert_invariant
 
 pytestmark = pytest.mark.real_engine
@@ -28,7 +28,7 @@ def real_run(tmp_path_factory):
     # The first built-in tasks, plus one seed whose prompt is far over the model's context: it must land in errors/
     # and leave its batch alone.
     seeds = [*builtin_seeds("seed_tasks")[:SEEDS], {"id": "too-long", "instruction": "lighthouse " * 6000}]
-    (workdir / "seeds.jsonl").write_text("".join(json.dumps(s) + "\n" for s in seeds))
+    write_jsonl(workdir / "seeds.jsonl", seeds)
     result = subprocess.run(
         [
             sys.executable,

@@ -21,7 +21,7 @@ import pytest
 
 from rayjobs.commit import COMMITS, load_commits
 from rayjobs.sink import Sink
-from tests.conftest import REPO
+from tests.conftest import REPO, write_jsonl
 from tests.invariant import assert_invariant
 
 pytestmark = pytest.mark.faults
@@ -30,12 +30,9 @@ SEEDS = 80
 
 
 def _seeds(tmp_path: Path) -> tuple[Path, list[str]]:
-    path = tmp_path / "seeds.jsonl"
     ids = [f"s{i:03d}" for i in range(SEEDS)]
-    path.write_text(
-        "".join(json.dumps({"id": i, "instruction": f"Write about topic {i} in detail."}) + "\n" for i in ids)
-    )
-    return path, ids
+    rows = [{"id": i, "instruction": f"Write about topic {i} in detail."} for i in ids]
+    return write_jsonl(tmp_path / "seeds.jsonl", rows), ids
 
 
 def _command(seeds: Path, *overrides: str) -> list[str]:

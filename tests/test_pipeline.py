@@ -9,7 +9,7 @@ import pytest
 
 from rayjobs.pipeline import run
 from rayjobs.sink import Sink
-from tests.conftest import SELF_INSTRUCT_COLUMNS
+from tests.conftest import SELF_INSTRUCT_COLUMNS, write_jsonl
 
 
 def _read(uri: str, kind: str):
@@ -81,7 +81,7 @@ def test_an_oversized_seed_becomes_an_error_and_its_batch_is_unaffected(ray_sess
     huge = "word " * 600_000  # 3 MB: over the engine's context, and a big row for every stage to carry
     rows = [{"id": f"ok-{i}", "instruction": f"Describe the number {i}."} for i in range(5)]
     rows.insert(2, {"id": "huge", "instruction": huge})
-    seeds.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    write_jsonl(seeds, rows)
     config = dry_config("source=jsonl", f"source.uri={seeds}", "recipe=template", "model.batch_size=8")
     result = run(config)
     errors = _read(config["sink"]["uri"], "errors").to_pylist()
@@ -212,8 +212,7 @@ def test_planted_exact_near_duplicates_and_benchmark_leak_are_caught(ray_session
         "clean-2": text(),
         "leak": "Intro words here. " + " ".join(leaked_source.split()[20:40]),
     }
-    seeds = tmp_path / "seeds.jsonl"
-    seeds.write_text("".join(json.dumps({"id": k, "instruction": v}) + "\n" for k, v in rows.items()))
+    seeds = write_jsonl(tmp_path / "seeds.jsonl", [{"id": k, "instruction": v} for k, v in rows.items()])
     config = dry_config(
         "recipe=template",
         "source=jsonl",

@@ -10,6 +10,7 @@ from generation.seeds import builtin_seeds
 from rayjobs.commit import ARTIFACTS, COMMITS, load_commits
 from rayjobs.pipeline import run
 from rayjobs.sink import Sink
+from tests.conftest import write_jsonl
 from tests.invariant import assert_invariant
 
 
@@ -25,9 +26,8 @@ def test_resume_skips_committed_seeds_and_dedups_against_them(ray_session, dry_c
     near = base.split()
     near[40] = "changed"
     paraphrase = [w if i % 5 else "other" for i, w in enumerate(base.split())]  # ROUGE-L 0.8, no 5-gram shared
-    seeds = tmp_path / "seeds.jsonl"
     first = {"base": base, "clean-1": "A short clean instruction about rivers and their deltas in spring."}
-    seeds.write_text("".join(json.dumps({"id": k, "instruction": v}) + "\n" for k, v in first.items()))
+    seeds = write_jsonl(tmp_path / "seeds.jsonl", [{"id": k, "instruction": v} for k, v in first.items()])
     config = dry_config(
         "recipe=template",
         "source=jsonl",
@@ -50,7 +50,7 @@ def test_resume_skips_committed_seeds_and_dedups_against_them(ray_session, dry_c
         "paraphrase": " ".join(paraphrase),
         "clean-2": "Name three birds of prey.",
     }
-    seeds.write_text("".join(json.dumps({"id": k, "instruction": v}) + "\n" for k, v in {**first, **rest}.items()))
+    write_jsonl(seeds, [{"id": k, "instruction": v} for k, v in {**first, **rest}.items()])
     result = run(config)
     assert result.summary["attempt"] == 2 and result.summary["resumed_seeds"] == 2
     assert orphan not in sink.list("data")
@@ -79,9 +79,8 @@ def test_a_seed_is_never_split_across_commits_even_with_big_blocks(ray_session, 
     import ray
 
     ray.data.DataContext.get_current().target_max_block_size = 1 << 20  # would split these 4 MB blocks
-    seeds = tmp_path / "seeds.jsonl"
     rows = [{"id": f"big-{i}", "instruction": f"{i} " + "lighthouse keeper " * 20_000} for i in range(8)]
-    seeds.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    seeds = write_jsonl(tmp_path / "seeds.jsonl", rows)
     config = dry_config(
         "recipe.samples_per_seed=3",
         "source=jsonl",

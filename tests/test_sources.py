@@ -9,10 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from rayjobs.sources import iter_seeds, seed_tables
-
-
-def _write_jsonl(path, rows):
-    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
+from tests.conftest import write_jsonl
 
 
 def test_builtin_source_uses_task_ids_and_limit():
@@ -22,7 +19,7 @@ def test_builtin_source_uses_task_ids_and_limit():
 
 
 def test_jsonl_ids_from_column_or_file_and_line(tmp_path):
-    _write_jsonl(tmp_path / "a.jsonl", [{"id": "k1", "instruction": "x"}, {"instruction": "y"}])
+    write_jsonl(tmp_path / "a.jsonl", [{"id": "k1", "instruction": "x"}, {"instruction": "y"}])
     seeds = dict(iter_seeds({"kind": "jsonl", "uri": str(tmp_path / "a.jsonl")}))
     assert set(seeds) == {"k1", "a.jsonl:2"}
     # Stable across reruns.
@@ -30,8 +27,8 @@ def test_jsonl_ids_from_column_or_file_and_line(tmp_path):
 
 
 def test_directory_and_glob_skip_bookkeeping_files(tmp_path):
-    _write_jsonl(tmp_path / "b.jsonl", [{"instruction": "b"}])
-    _write_jsonl(tmp_path / "a.jsonl", [{"instruction": "a"}])
+    write_jsonl(tmp_path / "b.jsonl", [{"instruction": "b"}])
+    write_jsonl(tmp_path / "a.jsonl", [{"instruction": "a"}])
     (tmp_path / "_SUCCESS").write_text("")
     (tmp_path / ".a.jsonl.crc").write_text("junk")
     by_dir = [s for s, _ in iter_seeds({"kind": "jsonl", "uri": str(tmp_path)})]
@@ -40,7 +37,7 @@ def test_directory_and_glob_skip_bookkeeping_files(tmp_path):
 
 
 def test_broken_json_line_travels_raw_for_an_error_row(tmp_path):
-    _write_jsonl(tmp_path / "s.jsonl", [{"instruction": "ok"}, '{"instruction": "trunc', "[1, 2]"])
+    write_jsonl(tmp_path / "s.jsonl", [{"instruction": "ok"}, '{"instruction": "trunc', "[1, 2]"])
     seeds = list(iter_seeds({"kind": "jsonl", "uri": str(tmp_path / "s.jsonl")}))
     assert seeds[1] == ("s.jsonl:2", '{"instruction": "trunc')
     assert seeds[2] == ("s.jsonl:3", "[1, 2]")
@@ -68,14 +65,14 @@ def test_whole_file_problems_name_the_file(tmp_path):
 
 
 def test_duplicate_seed_ids_are_refused(tmp_path):
-    _write_jsonl(tmp_path / "d.jsonl", [{"id": 1, "instruction": "a"}, {"id": 1, "instruction": "b"}])
+    write_jsonl(tmp_path / "d.jsonl", [{"id": 1, "instruction": "a"}, {"id": 1, "instruction": "b"}])
     with pytest.raises(ValueError, match="seed id '1' appears more than once"):
         seed_tables({"kind": "jsonl", "uri": str(tmp_path / "d.jsonl")})
 
 
 def test_empty_and_truncated_files_stop_the_run_naming_the_file(tmp_path):
     (tmp_path / "jsonl").mkdir()
-    _write_jsonl(tmp_path / "jsonl" / "a.jsonl", [{"instruction": "a"}])
+    write_jsonl(tmp_path / "jsonl" / "a.jsonl", [{"instruction": "a"}])
     (tmp_path / "jsonl" / "b.jsonl").write_text("\n  \n")
     with pytest.raises(ValueError, match=r"b.jsonl: the file holds no seeds \(empty\)"):
         list(iter_seeds({"kind": "jsonl", "uri": str(tmp_path / "jsonl")}))
@@ -91,8 +88,8 @@ def test_empty_and_truncated_files_stop_the_run_naming_the_file(tmp_path):
 
 def test_files_with_different_columns_flow_through_one_schema(tmp_path):
     (tmp_path / "mixed").mkdir()
-    _write_jsonl(tmp_path / "mixed" / "a.jsonl", [{"id": "a1", "instruction": "a"}])
-    _write_jsonl(tmp_path / "mixed" / "b.jsonl", [{"id": "b1", "instruction": "b", "input": "x", "meta": {"k": [1]}}])
+    write_jsonl(tmp_path / "mixed" / "a.jsonl", [{"id": "a1", "instruction": "a"}])
+    write_jsonl(tmp_path / "mixed" / "b.jsonl", [{"id": "b1", "instruction": "b", "input": "x", "meta": {"k": [1]}}])
     tables = seed_tables({"kind": "jsonl", "uri": str(tmp_path / "mixed")})
     rows = [r for t in tables for r in t.to_pylist()]
     assert [r["seed_id"] for r in rows] == ["a1", "b1"]

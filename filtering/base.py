@@ -32,6 +32,10 @@ class Filter:
         """(field, text) pairs this filter reads from ``row``; missing or null fields read as empty text."""
         return [(field, row.get(field) or "") for field in self.fields or ()]
 
+    def text(self, row: dict[str, Any], sep: str = "\n") -> str:
+        """The fields this filter reads, joined into one text."""
+        return sep.join(text for _, text in self.texts(row))
+
     def keep(self, row: dict[str, Any]) -> bool | Verdict:
         raise NotImplementedError(f"{type(self).__name__} must implement keep(row) or keep_batch(rows)")
 

@@ -92,7 +92,7 @@ class ClassifierFilter(Filter):
         return out
 
     def keep_batch(self, rows: list[dict[str, Any]]) -> list[Verdict]:
-        texts = ["\n".join(t for _, t in self.texts(row)) for row in rows]
+        texts = [self.text(row) for row in rows]
         verdicts = []
         for row, score in zip(rows, self.scores(texts), strict=True):
             row["classifier_score"] = round(score, 6)

@@ -44,7 +44,7 @@ class FineWebQualityFilter(Filter):
         self.char_duplicates_ratio, self.new_line_ratio = char_duplicates_ratio, new_line_ratio
 
     def keep(self, row: dict[str, Any]) -> bool | Verdict:
-        text = "\n".join(t for _, t in self.texts(row))
+        text = self.text(row)
         lines = [line.strip() for line in text.split("\n") if line.strip()]
         if not lines:
             return False, "empty"

@@ -55,7 +55,7 @@ class GopherQualityFilter(Filter):
         self.max_non_alpha_words_ratio, self.min_stop_words = max_non_alpha_words_ratio, min_stop_words
 
     def keep_batch(self, rows: list[dict[str, Any]]) -> list[Verdict]:
-        texts = ["\n\n".join(t for _, t in self.texts(row)) for row in rows]
+        texts = [self.text(row, "\n\n") for row in rows]
         counts = textstats.quality_counts(*textstats.encode(texts), _STOP_WORD_HASHES).tolist()
         return [self._verdict(text, *c) for text, c in zip(texts, counts, strict=True)]
 
@@ -120,7 +120,7 @@ class GopherRepetitionFilter(Filter):
         self.dup_n_grams = [(int(n), float(f)) for n, f in dup_n_grams]
 
     def keep_batch(self, rows: list[dict[str, Any]]) -> list[Verdict]:
-        texts = ["\n\n".join(t for _, t in self.texts(row)) for row in rows]
+        texts = [self.text(row, "\n\n") for row in rows]
         max_n = max([n for n, _ in self.top_n_grams + self.dup_n_grams] or [1])
         want_top, want_dup = np.zeros(max_n + 1, dtype=np.bool_), np.zeros(max_n + 1, dtype=np.bool_)
         want_top[[n for n, _ in self.top_n_grams]] = True

@@ -38,7 +38,7 @@ class LanguageFilter(Filter):
         return LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
 
     def keep(self, row: dict[str, Any]) -> bool | Verdict:
-        text = "\n".join(t for _, t in self.texts(row)).strip()
+        text = self.text(row).strip()
         if not text:
             return False, "no_text"
         language, score = self.identifier.classify(text)

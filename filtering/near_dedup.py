@@ -58,5 +58,5 @@ class NearDedupFilter(ShardedDedup):
         return [band if end > start else [] for band, start, end in zip(keys, rows[:-1], rows[1:], strict=True)]
 
     def keep_batch(self, rows: list[dict[str, Any]]) -> list[Verdict]:
-        keys = self.band_keys(["\n".join(text for _, text in self.texts(row)) for row in rows])
+        keys = self.band_keys([self.text(row) for row in rows])
         return [(False, "near_duplicate") if dup else (True, None) for dup in any_seen(self.shards, keys)]

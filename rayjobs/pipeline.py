@@ -19,7 +19,6 @@ from importlib import metadata
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import ray
 from ray.data import ActorPoolStrategy
 
@@ -41,7 +40,7 @@ from rayjobs.redact import redact
 from rayjobs.report import render_card, render_report
 from rayjobs.rows import row_schema
 from rayjobs.sink import ShardWriter, Sink
-from rayjobs.sources import seed_tables
+from rayjobs.sources import SeedDatasource, SeedPlan, plan_seeds
 from rayjobs.stats import RunStats
 
 log = logging.getLogger("synthray")
@@ -123,7 +122,7 @@ def init_ray(cluster: dict[str, Any]) -> None:
 
 
 def build_dataset(
-    config: dict[str, Any], tables: list, recipe: Recipe, schema: pa.Schema, shards: dict[str, list], state: Any
+    config: dict[str, Any], plan: SeedPlan, recipe: Recipe, schema: pa.Schema, shards: dict[str, list], state: Any
 ) -> ray.data.Dataset:
     model, cluster, run = config["model"], config["cluster"], config["run"]
     # A block is never split (Ray Data splits blocks over 128 MiB by default): every row of a seed reaches the same
@@ -131,7 +130,9 @@ def build_dataset(
     ray.data.DataContext.get_current().target_max_block_size = None
     light = float(cluster.get("stage_cpus", 0.25))
     in_flight = int(model.get("max_tasks_in_flight", 8))
-    ds = ray.data.from_arrow(tables)
+    # Workers read the seeds, with the driver's credentials (handed over like the writers').
+    source = {**config["source"], "storage_options": storage_options(config["source"])}
+    ds = ray.data.read_datasource(SeedDatasource(source, plan), num_cpus=light)
     # Weights on object storage are fetched by the engine actors (once per node), with the driver's credentials.
     weights = {"uri": str(model.get("source")), **{k: model.get(k) for k in ("endpoint_url", "storage_options")}}
     ds = ds.map_batches(
@@ -209,22 +210,24 @@ def run(config: dict[str, Any], started: float | None = None) -> RunResult:
     engine_gpus(model)
     check_sampling(model.get("sampling"))
     sink = Sink(config["sink"]["uri"], storage_options(config["sink"]), float(config["sink"].get("retry_s", 120)))
+    scan_started = time.perf_counter()
     block_rows = int(model.get("batch_size", 32))
-    tables = seed_tables(config["source"], block_rows=block_rows)
-    seeds_read = sum(t.num_rows for t in tables)
+    plan = plan_seeds(config["source"], block_rows)
+    seeds_read = plan.seeds
     if seeds_read == 0:
         raise ValueError(
             f"the source yielded no seeds (source={config['source'].get('kind')}, "
             f"uri={config['source'].get('uri')}, limit={config['source'].get('limit')})"
         )
     committed = open_run(sink, config, bool(run_cfg.get("overwrite", False)))
-    done = {seed for commit in committed for seed in commit.seed_ids}
-    pending = pending_seeds(tables, done, block_rows)
+    if committed:  # a second scan finds the committed seeds: cheaper than holding every seed's place in memory
+        plan = plan_seeds(config["source"], block_rows, {seed for commit in committed for seed in commit.seed_ids})
     log.info(
-        "synthray run %r: %d seeds (%d already committed), recipe %s, model %s → %s",
+        "synthray run %r: %d seeds (scanned in %.1f s; %d already committed), recipe %s, model %s → %s",
         run_cfg["name"],
         seeds_read,
-        len(done),
+        time.perf_counter() - scan_started,
+        plan.committed,
         recipe.name,
         model["name"],
         sink.uri,
@@ -237,13 +240,13 @@ def run(config: dict[str, Any], started: float | None = None) -> RunResult:
             log.info("replayed %d committed rows into the stateful filters", replayed)
         state = RunStateActor.remote(restored=load_artifacts(sink), persist=functools.partial(save_artifact, sink))
         progress = RunStats(started=started)
-        if pending:
-            dataset = build_dataset(config, pending, recipe, schema, shards, state)
+        if plan.chunks:
+            dataset = build_dataset(config, plan, recipe, schema, shards, state)
             for manifest in dataset.iter_batches(batch_format="pyarrow", batch_size=None):
                 progress.add_manifest(manifest)
         progress.finish()
         stats = RunStats.from_commits(reconcile(sink), progress)
-        summary = {**stats.to_dict(seeds_read), "attempt": attempts(sink), "resumed_seeds": len(done)}
+        summary = {**stats.to_dict(seeds_read), "attempt": attempts(sink), "resumed_seeds": plan.committed}
         state_values = ray.get(state.values.remote())
         summary["filters"] = stats.filter_funnel(list(steps), state_values.get(FILTER_SECONDS, {}))
         summary["filter_counters"] = state_values.get(FILTER_COUNTERS, {})
@@ -257,15 +260,6 @@ def run(config: dict[str, Any], started: float | None = None) -> RunResult:
             )
         finalize(sink, config, summary, text_fields, artifacts=state_values)
     return RunResult(sink, summary)
-
-
-def pending_seeds(tables: list[pa.Table], done: set[str], block_rows: int) -> list[pa.Table]:
-    """The seeds not yet committed, re-cut into blocks of ``block_rows``."""
-    if not done:
-        return tables
-    remaining = pa.concat_tables(tables)
-    remaining = remaining.filter(pc.invert(pc.is_in(remaining["seed_id"], pa.array(sorted(done), pa.string()))))
-    return [pa.Table.from_batches([b]) for b in remaining.combine_chunks().to_batches(max_chunksize=block_rows)]
 
 
 def committed_rows(sink: Sink, commits: list[Commit]) -> Iterator[pa.Table]:

@@ -1,20 +1,31 @@
 """Seed sources: the built-in task set, or JSONL/Parquet files (local path, directory, glob, or s3://).
 
-The driver reads seeds before any engine starts, so a missing or unreadable file stops the run at once with the
-file's name. Each seed becomes ``(seed_id, seed)`` where ``seed`` is the row as JSON: files with different
-columns flow through one schema, and a line that is not valid JSON travels as-is to become an ``errors/`` row.
+The driver scans every seed before any engine starts, so a missing or unreadable file stops the run at once with
+the file's name; it keeps only where each chunk of seeds starts, and Ray Data read tasks read the chunks where they
+lie, so the driver's memory does not grow with the input. Each seed becomes ``(seed_id, seed)`` where ``seed`` is
+the row as JSON: files with different columns flow through one schema, and a line that is not valid JSON travels
+as-is to become an ``errors/`` row.
 """
 
 from __future__ import annotations
 
+import bisect
+import functools
+import hashlib
+import itertools
 import json
 import posixpath
-from collections.abc import Iterator, Mapping
+from array import array
+from collections.abc import Iterator, Mapping, Set
+from dataclasses import dataclass, field
 from typing import Any
 
 import fsspec
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from ray.data import Datasource, ReadTask
+from ray.data.block import BlockMetadata
 
 from generation.seeds import DEFAULT_SET, builtin_seeds
 from rayjobs.rows import SEED_SCHEMA
@@ -49,9 +60,15 @@ def list_files(uri: str, fmt: str, storage_options: Mapping[str, Any] | None = N
     return fs, root, files
 
 
-def _jsonl_rows(fs: Any, path: str) -> Iterator[tuple[int, dict[str, Any] | None, str]]:
+def _jsonl_rows(fs: Any, path: str, offset: int = 0, line: int = 1) -> Iterator[tuple[int, int, dict | None, str]]:
+    """(byte offset, line number, row or None when not a JSON object, raw text) of every non-blank line from
+    ``offset`` (the start of line ``line``) on. Offsets are into the decompressed stream."""
     with fs.open(path, "rb", compression="infer") as f:
-        for number, raw in enumerate(f, 1):
+        if offset:
+            f.seek(offset)
+        number, position = line - 1, offset
+        while raw := f.readline():
+            number, start, position = number + 1, position, position + len(raw)
             try:
                 text = raw.decode("utf-8").strip()
             except UnicodeDecodeError as exc:
@@ -62,72 +79,197 @@ def _jsonl_rows(fs: Any, path: str) -> Iterator[tuple[int, dict[str, Any] | None
                 row = json.loads(text)
             except ValueError:
                 row = None
-            yield number, row if isinstance(row, dict) else None, text
+            yield start, number, row if isinstance(row, dict) else None, text
 
 
-def _parquet_rows(fs: Any, path: str) -> Iterator[tuple[int, dict[str, Any] | None, str]]:
+def _parquet_rows(fs: Any, path: str, offset: int = 0, line: int = 1) -> Iterator[tuple[int, int, dict | None, str]]:
+    """(row index, row number, row, "") from row index ``offset`` on, reading only the row groups needed."""
     try:
         with fs.open(path, "rb") as f:
-            table = pq.read_table(f)
+            parquet = pq.ParquetFile(f)
+            sizes = (parquet.metadata.row_group(g).num_rows for g in range(parquet.num_row_groups))
+            ends = list(itertools.accumulate(sizes))
+            first = bisect.bisect_right(ends, offset)
+            groups = list(range(first, len(ends)))
+            skip = offset - (ends[first - 1] if first else 0)
+            table = parquet.read_row_groups(groups).slice(skip) if groups else parquet.schema_arrow.empty_table()
     except Exception as exc:
         raise ValueError(f"{path}: not a readable Parquet file ({type(exc).__name__}: {exc})") from exc
-    for number, row in enumerate(table.to_pylist(), 1):
-        yield number, row, ""
+    for index, row in enumerate(table.to_pylist()):
+        yield offset + index, line + index, row, ""
 
 
-def iter_seeds(source: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
-    """(seed_id, seed JSON) for every seed of ``source``, in a stable order, up to ``source.limit``."""
+@dataclass(frozen=True)
+class SeedChunk:
+    """A run of consecutive seeds of one file: one Ray Data block, read where it lies without reading the rest."""
+
+    path: str  # the file ("" for the built-in set)
+    label: str  # the path relative to the source root: derived seed ids are ``label:line``
+    offset: int  # where the chunk starts: byte offset (JSONL), row index (Parquet, built-in set)
+    line: int  # number of the chunk's first line or row
+    rows: int  # seeds in the chunk, committed ones included
+    skip: frozenset[int] = frozenset()  # line numbers of seeds an earlier attempt committed
+
+    @property
+    def pending(self) -> int:
+        return self.rows - len(self.skip)
+
+
+@dataclass
+class SeedPlan:
+    """What a run will read: every seed counted and checked, held as chunks rather than rows (the driver's memory
+    does not grow with the input)."""
+
+    seeds: int = 0  # all seeds of the source (up to source.limit)
+    committed: int = 0  # seeds an earlier attempt committed, skipped
+    chunks: list[SeedChunk] = field(default_factory=list)  # only chunks with pending seeds
+
+
+def _records(source: Mapping[str, Any]) -> Iterator[tuple[str, str, int, int, str, str]]:
+    """(path, label, offset, line, seed_id, seed JSON) of every seed of ``source`` in a stable order, up to
+    ``source.limit``. ``seed`` is the row as JSON; a line that is not a JSON object travels raw, to become an
+    ``errors/`` row with the reason."""
     kind, limit = source.get("kind"), source.get("limit")
     columns = dict(source.get("columns") or {})
     if limit is not None and limit < 0:
         raise ValueError(f"source.limit must be >= 0 or null, got {limit}")
     count = 0
     if kind == "builtin":
-        for task in builtin_seeds(source.get("dataset") or DEFAULT_SET):
-            seed_id = str(task["id"])
+        for index, task in enumerate(builtin_seeds(source.get("dataset") or DEFAULT_SET)):
             if limit is not None and count >= limit:
                 return
             count += 1
-            yield seed_id, json.dumps(_remap(task, columns), ensure_ascii=False)
+            yield "", "", index, index + 1, str(task["id"]), json.dumps(_remap(task, columns), ensure_ascii=False)
         return
-    if kind not in FORMATS:
-        raise ValueError(f"unknown source.kind {kind!r}; valid choices: ['builtin', *{sorted(FORMATS)}]")
-    if not source.get("uri"):
-        raise ValueError(f"source={kind} needs source.uri (a file, directory, glob or s3:// URI)")
-    fs, root, files = list_files(source["uri"], kind, source.get("storage_options"))
-    reader = _jsonl_rows if kind == "jsonl" else _parquet_rows
+    fs, root, files = _files(source)
     for path in files:
         label = posixpath.relpath(path, root)
         rows_in_file = 0
-        for number, row, raw in reader(fs, path):
+        for offset, number, row, raw in _READERS[kind](fs, path):
             if limit is not None and count >= limit:
                 return
             count += 1
             rows_in_file += 1
-            if row is None:  # broken line: keep the raw text so the row lands in errors/ with the reason
-                yield f"{label}:{number}", raw
-            else:
-                row = _remap(row, columns)
-                yield _seed_id(row, label, number), json.dumps(row, ensure_ascii=False, default=str)
+            yield (path, label, offset, number, *_seed(row, raw, label, number, columns))
         if rows_in_file == 0:  # an empty part usually means a failed export upstream: say so rather than guess
             raise ValueError(f"{path}: the file holds no seeds (empty); remove it or point source.uri elsewhere")
 
 
-def seed_tables(source: Mapping[str, Any], block_rows: int = 1024) -> list[pa.Table]:
-    """All seeds as Arrow tables of at most ``block_rows`` rows (one Ray Data block each)."""
-    tables, ids, seeds, seen = [], [], [], set()
-    for seed_id, seed in iter_seeds(source):
-        if seed_id in seen:  # row ids derive from seed ids, so a repeated one would repeat output ids
-            raise ValueError(
-                f"seed id {seed_id!r} appears more than once in source {source.get('uri') or 'builtin'}; "
-                "ids must be unique (drop the id column to derive ids from file and line)"
+_READERS = {"jsonl": _jsonl_rows, "parquet": _parquet_rows}
+
+
+def _files(source: Mapping[str, Any]) -> tuple[Any, str, list[str]]:
+    kind = source.get("kind")
+    if kind not in FORMATS:
+        raise ValueError(f"unknown source.kind {kind!r}; valid choices: ['builtin', *{sorted(FORMATS)}]")
+    if not source.get("uri"):
+        raise ValueError(f"source={kind} needs source.uri (a file, directory, glob or s3:// URI)")
+    return list_files(source["uri"], kind, source.get("storage_options"))
+
+
+def _seed(row: dict[str, Any] | None, raw: str, label: str, number: int, columns: Mapping[str, str]) -> tuple[str, str]:
+    if row is None:  # broken line: keep the raw text so the row lands in errors/ with the reason
+        return f"{label}:{number}", raw
+    row = _remap(row, columns)
+    return _seed_id(row, label, number), json.dumps(row, ensure_ascii=False, default=str)
+
+
+def iter_seeds(source: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
+    """(seed_id, seed JSON) for every seed of ``source``, in a stable order, up to ``source.limit``."""
+    for *_, seed_id, seed in _records(source):
+        yield seed_id, seed
+
+
+def plan_seeds(source: Mapping[str, Any], block_rows: int, committed: Set[str] = frozenset()) -> SeedPlan:
+    """Read every seed once and cut the source into chunks of ``block_rows`` seeds, skipping ``committed`` ones.
+
+    A missing, empty, unreadable or non-UTF-8 file, or a seed id used twice, stops the run here, naming it, before
+    Ray or an engine starts. Only an 8-byte hash per seed id is held (for the repeat check), not the seeds.
+    """
+    plan, hashes = SeedPlan(), array("Q")
+    chunk: dict[str, Any] | None = None
+    for path, label, offset, line, seed_id, _ in _records(source):
+        if chunk is not None and (chunk["path"] != path or chunk["rows"] == block_rows):
+            _close(plan, chunk)
+            chunk = None
+        if chunk is None:
+            chunk = {"path": path, "label": label, "offset": offset, "line": line, "rows": 0, "skip": set()}
+        chunk["rows"] += 1
+        plan.seeds += 1
+        hashes.append(_id_hash(seed_id))
+        if seed_id in committed:
+            chunk["skip"].add(line)
+            plan.committed += 1
+    if chunk is not None:
+        _close(plan, chunk)
+    _refuse_repeated_ids(source, np.frombuffer(hashes, dtype=np.uint64))
+    return plan
+
+
+def _close(plan: SeedPlan, chunk: dict[str, Any]) -> None:
+    done = SeedChunk(**{**chunk, "skip": frozenset(chunk["skip"])})
+    if done.pending:
+        plan.chunks.append(done)
+
+
+def _id_hash(seed_id: str) -> int:
+    return int.from_bytes(hashlib.blake2b(seed_id.encode(), digest_size=8).digest(), "little")
+
+
+def _refuse_repeated_ids(source: Mapping[str, Any], hashes: np.ndarray) -> None:
+    """Row ids derive from seed ids, so a repeated seed id would repeat output ids. The hashes find candidates in
+    one sort; a second pass over the ids names the repeated one (and ignores a mere hash collision)."""
+    ordered = np.sort(hashes)
+    repeated = set(ordered[1:][ordered[1:] == ordered[:-1]].tolist())
+    if not repeated:
+        return
+    seen: set[str] = set()
+    for seed_id, _ in iter_seeds(source):
+        if _id_hash(seed_id) in repeated:
+            if seed_id in seen:
+                raise ValueError(
+                    f"seed id {seed_id!r} appears more than once in source {source.get('uri') or 'builtin'}; "
+                    "ids must be unique (drop the id column to derive ids from file and line)"
+                )
+            seen.add(seed_id)
+
+
+def read_chunk(source: Mapping[str, Any], chunk: SeedChunk) -> pa.Table:
+    """The pending seeds of ``chunk`` as one ``(seed_id, seed)`` table; runs in a Ray Data read task."""
+    columns = dict(source.get("columns") or {})
+    if chunk.path == "":
+        tasks = builtin_seeds(source.get("dataset") or DEFAULT_SET)[chunk.offset : chunk.offset + chunk.rows]
+        records = [
+            (chunk.line + i, str(t["id"]), json.dumps(_remap(t, columns), ensure_ascii=False))
+            for i, t in enumerate(tasks)
+        ]
+    else:
+        fs, _, _ = _files(source)
+        rows = itertools.islice(_READERS[source["kind"]](fs, chunk.path, chunk.offset, chunk.line), chunk.rows)
+        records = [(number, *_seed(row, raw, chunk.label, number, columns)) for _, number, row, raw in rows]
+    pending = [(seed_id, seed) for number, seed_id, seed in records if number not in chunk.skip]
+    return pa.table([[p[0] for p in pending], [p[1] for p in pending]], schema=SEED_SCHEMA)
+
+
+class SeedDatasource(Datasource):
+    """The planned chunks as Ray Data read tasks, one block each, read by the workers rather than the driver."""
+
+    def __init__(self, source: Mapping[str, Any], plan: SeedPlan) -> None:
+        self.source, self.plan = dict(source), plan
+
+    def estimate_inmemory_data_size(self) -> int | None:
+        return None
+
+    def get_read_tasks(self, parallelism: int, per_task_row_limit: int | None = None, data_context: Any = None) -> list:
+        return [
+            ReadTask(
+                functools.partial(_read_task, self.source, chunk),
+                BlockMetadata(num_rows=chunk.pending, size_bytes=None, exec_stats=None, input_files=(chunk.path,)),
+                schema=SEED_SCHEMA,
             )
-        seen.add(seed_id)
-        ids.append(seed_id)
-        seeds.append(seed)
-        if len(ids) == block_rows:
-            tables.append(pa.table([ids, seeds], schema=SEED_SCHEMA))
-            ids, seeds = [], []
-    if ids or not tables:
-        tables.append(pa.table([ids, seeds], schema=SEED_SCHEMA))
-    return tables
+            for chunk in self.plan.chunks
+        ]
+
+
+def _read_task(source: Mapping[str, Any], chunk: SeedChunk) -> list[pa.Table]:
+    return [read_chunk(source, chunk)]

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from rayjobs.sources import iter_seeds, seed_tables
+from rayjobs.sources import iter_seeds, plan_seeds, read_chunk
 from tests.conftest import write_jsonl
 
 
@@ -67,7 +68,7 @@ def test_whole_file_problems_name_the_file(tmp_path):
 def test_duplicate_seed_ids_are_refused(tmp_path):
     write_jsonl(tmp_path / "d.jsonl", [{"id": 1, "instruction": "a"}, {"id": 1, "instruction": "b"}])
     with pytest.raises(ValueError, match="seed id '1' appears more than once"):
-        seed_tables({"kind": "jsonl", "uri": str(tmp_path / "d.jsonl")})
+        plan_seeds({"kind": "jsonl", "uri": str(tmp_path / "d.jsonl")}, block_rows=4)
 
 
 def test_empty_and_truncated_files_stop_the_run_naming_the_file(tmp_path):
@@ -90,7 +91,47 @@ def test_files_with_different_columns_flow_through_one_schema(tmp_path):
     (tmp_path / "mixed").mkdir()
     write_jsonl(tmp_path / "mixed" / "a.jsonl", [{"id": "a1", "instruction": "a"}])
     write_jsonl(tmp_path / "mixed" / "b.jsonl", [{"id": "b1", "instruction": "b", "input": "x", "meta": {"k": [1]}}])
-    tables = seed_tables({"kind": "jsonl", "uri": str(tmp_path / "mixed")})
-    rows = [r for t in tables for r in t.to_pylist()]
+    rows = _read_all({"kind": "jsonl", "uri": str(tmp_path / "mixed")}, block_rows=8)
     assert [r["seed_id"] for r in rows] == ["a1", "b1"]
     assert json.loads(rows[1]["seed"])["meta"] == {"k": [1]}
+
+
+def _read_all(source, block_rows, committed=frozenset()):
+    plan = plan_seeds(source, block_rows, committed)
+    return [row for chunk in plan.chunks for row in read_chunk(source, chunk).to_pylist()]
+
+
+@pytest.mark.parametrize("name", ["s.jsonl", "s.jsonl.gz"])
+def test_chunks_read_where_they_lie_give_the_same_seeds_as_one_pass(tmp_path, name):
+    lines = [json.dumps({"instruction": f"task {i}"}) if i % 7 else "" for i in range(1, 60)]
+    lines[10] = '{"broken'  # a broken line keeps its place and its raw text
+    text = ("\n".join(lines) + "\n").encode()
+    (tmp_path / name).write_bytes(gzip.compress(text) if name.endswith(".gz") else text)
+    source = {"kind": "jsonl", "uri": str(tmp_path / name)}
+    expected = [{"seed_id": i, "seed": s} for i, s in iter_seeds(source)]
+    plan = plan_seeds(source, block_rows=5)
+    assert plan.seeds == len(expected) == 51 and [c.rows for c in plan.chunks] == [5] * 10 + [1]
+    assert _read_all(source, block_rows=5) == expected
+    assert expected[9] == {"seed_id": "s.jsonl:11".replace("s.jsonl", name), "seed": '{"broken'}
+
+
+def test_parquet_chunks_read_only_their_row_groups_and_limit_cuts(tmp_path):
+    table = pa.table({"id": [f"p{i}" for i in range(100)], "instruction": [f"t{i}" for i in range(100)]})
+    pq.write_table(table, tmp_path / "a.parquet", row_group_size=7)
+    write_jsonl(tmp_path / "b.jsonl", [{"instruction": "x"}])  # not parquet: not part of the source
+    pq.write_table(table.slice(0, 3).set_column(0, "id", pa.array(["q0", "q1", "q2"])), tmp_path / "c.parquet")
+    source = {"kind": "parquet", "uri": str(tmp_path), "limit": 102}
+    rows = _read_all(source, block_rows=16)
+    assert [r["seed_id"] for r in rows] == [f"p{i}" for i in range(100)] + ["q0", "q1"]
+    assert [c.rows for c in plan_seeds(source, block_rows=16).chunks] == [16] * 6 + [4, 2]  # chunks end with files
+
+
+def test_committed_seeds_are_skipped_and_whole_committed_chunks_dropped(tmp_path):
+    write_jsonl(tmp_path / "s.jsonl", [{"id": f"k{i}", "instruction": "x"} for i in range(10)])
+    source = {"kind": "jsonl", "uri": str(tmp_path / "s.jsonl")}
+    committed = {"k0", "k1", "k2", "k3", "k5"}
+    plan = plan_seeds(source, block_rows=4, committed=committed)
+    assert (plan.seeds, plan.committed, len(plan.chunks)) == (10, 5, 2)
+    assert [r["seed_id"] for r in _read_all(source, 4, committed)] == ["k4", "k6", "k7", "k8", "k9"]
+    builtin = [r["seed_id"] for r in _read_all({"kind": "builtin", "limit": 5}, 2, {"seed-002"})]
+    assert builtin == ["seed-001", "seed-003", "seed-004", "seed-005"]

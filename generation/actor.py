@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from generation.engine import EngineUnavailable, build_engine
 from generation.recipes import Sample, build_recipe
-from generation.state import FIRST_SAMPLE_AT, SharedState
+from generation.state import FIRST_SAMPLE_AT, GENERATED_SAMPLES, GENERATED_TOKENS, SharedState
 
 
 def sample_id(run_name: str, seed_id: str, index: int) -> str:
@@ -68,7 +68,20 @@ class GenerateActor:
             shutdown()
 
     async def __call__(self, batch: pa.Table) -> pa.Table:
-        per_seed = await asyncio.gather(*(self.run_seed_row(row) for row in batch.to_pylist()))
+        tokens: dict[str, int] = {}
+        samples: dict[str, int] = {}
+
+        async def timed(row: dict[str, Any]) -> list[dict[str, Any]]:
+            rows = await self.run_seed_row(row)
+            second = str(int(time.time()))  # when the seed's samples were done, for the throughput curve
+            tokens[second] = tokens.get(second, 0) + sum(r.get("completion_tokens") or 0 for r in rows)
+            samples[second] = samples.get(second, 0) + sum(r["status"] != "error" for r in rows)
+            return rows
+
+        per_seed = await asyncio.gather(*(timed(row) for row in batch.to_pylist()))
+        if self.state is not None:  # one fire-and-forget report per batch
+            self.state.accumulate.remote(GENERATED_TOKENS, tokens)
+            self.state.accumulate.remote(GENERATED_SAMPLES, samples)
         return pa.Table.from_pylist([row for rows in per_seed for row in rows], schema=self.schema)
 
     def _row(self, seed_id: str, index: int, **fields: Any) -> dict[str, Any]:

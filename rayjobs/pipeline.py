@@ -34,7 +34,7 @@ from filtering.stage import (
 from generation.actor import GenerateActor
 from generation.engine import check_sampling
 from generation.recipes import Recipe, build_recipe
-from generation.state import ARTIFACT, FIRST_SAMPLE_AT, RunStateActor
+from generation.state import ARTIFACT, FIRST_SAMPLE_AT, GENERATED_SAMPLES, GENERATED_TOKENS, RunStateActor
 from rayjobs.commit import ARTIFACTS, SUCCESS, Commit, Heartbeat, attempts, open_run, reconcile
 from rayjobs.redact import redact
 from rayjobs.report import sample_seeds, write_report
@@ -251,6 +251,7 @@ def run(config: dict[str, Any], started: float | None = None) -> RunResult:
         state_values = ray.get(state.values.remote())
         summary["filters"] = stats.filter_funnel(list(steps), state_values.get(FILTER_SECONDS, {}))
         summary["filter_counters"] = state_values.get(FILTER_COUNTERS, {})
+        summary["generation"] = generation_curve(state_values, started)
         if FIRST_SAMPLE_AT in state_values:  # start-up as users feel it: from the command to the first sample
             summary["first_sample_s"] = round(state_values[FIRST_SAMPLE_AT] - started, 2)
         missing = seeds_read - summary["seeds_accounted"]
@@ -261,6 +262,12 @@ def run(config: dict[str, Any], started: float | None = None) -> RunResult:
             )
         finalize(sink, config, summary, recipe, artifacts=state_values)
     return RunResult(sink, summary)
+
+
+def generation_curve(state_values: dict[str, Any], started: float) -> list[list[float]]:
+    """[seconds since the command started, completion tokens, samples] per wall-clock second the engines worked."""
+    tokens, samples = state_values.get(GENERATED_TOKENS, {}), state_values.get(GENERATED_SAMPLES, {})
+    return [[round(int(s) - started, 1), tokens[s], samples.get(s, 0)] for s in sorted(tokens, key=int)]
 
 
 def committed_rows(sink: Sink, commits: list[Commit]) -> Iterator[pa.Table]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import itertools
+import math
 from typing import Any
 
 import matplotlib
@@ -38,25 +39,34 @@ def funnel(stages: list[tuple[str, int, str]]) -> str:
         return _png(fig)
 
 
-def throughput(timeline: list[list[float]]) -> str | None:
-    """Cumulative completion tokens and rows over the run's time (from the command's start), and tokens/s between
-    consecutive progress points when there are several."""
-    if not timeline:
+def throughput(generation: list[list[float]], commits: list[list[float]], bins: int = 60) -> str | None:
+    """Top: completion tokens/s the engines produced, in up to ``bins`` time bins. Bottom: samples generated and
+    rows committed to the sink, cumulative. Times are seconds since the command started."""
+    if not generation and not commits:
         return None
-    points = [(0.0, 0, 0), *((float(t), tok, rows) for t, tok, rows in timeline)]
-    times = [p[0] for p in points]
-    rates = [(p1[0], (p1[1] - p0[1]) / (p1[0] - p0[0])) for p0, p1 in itertools.pairwise(points[1:]) if p1[0] > p0[0]]
+    end = max([p[0] for p in generation] + [p[0] for p in commits] + [1.0])
+    width = max(1.0, math.ceil(end / bins))
+    binned: dict[int, float] = {}
+    for t, tokens, _ in generation:
+        binned[int(t // width)] = binned.get(int(t // width), 0) + tokens
     with plt.rc_context(_STYLE):
         fig, (top, bottom) = plt.subplots(2, 1, figsize=(7.5, 3.8), sharex=True)
-        top.step(times, [p[1] for p in points], where="post", color=BLUE, label="completion tokens")
-        top.set_ylabel("completion tokens")
-        rows = top.twinx()
-        rows.step(times, [p[2] for p in points], where="post", color=GREEN, label="rows written")
-        rows.set_ylabel("rows", color=GREEN)
-        if rates:
-            bottom.step([r[0] for r in rates], [r[1] for r in rates], where="pre", color=BLUE)
-        bottom.set_ylabel("completion tok/s")
+        top.bar([(b + 0.5) * width for b in binned], [v / width for v in binned.values()], width=width, color=BLUE)
+        top.set_ylabel("completion tok/s")
+        if generation:
+            done = list(itertools.accumulate(p[2] for p in generation))
+            bottom.step([0, *(p[0] for p in generation)], [0, *done], where="post", color=BLUE, label="generated")
+        if commits:
+            bottom.step(
+                [0, *(p[0] for p in commits)],
+                [0, *(p[2] for p in commits)],
+                where="post",
+                color=GREEN,
+                label="committed rows",
+            )
+        bottom.set_ylabel("cumulative")
         bottom.set_xlabel("seconds since the command started")
+        bottom.legend(loc="upper left", frameon=False)
         return _png(fig)
 
 

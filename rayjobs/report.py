@@ -204,7 +204,7 @@ def render_report(
 ) -> str:
     run, summary = record["run"], record["summary"]
     text_fields = list(run.get("text_fields") or [])
-    throughput = plots.throughput(summary.get("timeline") or [])
+    throughput = plots.throughput(summary.get("generation") or [], summary.get("timeline") or [])
     return f"""<!doctype html><html lang=en><head><meta charset=utf-8><title>synthray run {_e(run["name"])}</title>
 <meta name=viewport content="width=device-width, initial-scale=1"><style>{_CSS}</style></head><body>
 <h1>synthray run <code>{_e(run["name"])}</code></h1>

@@ -85,6 +85,8 @@ def _images(html: str) -> list[str]:
 def test_report_has_funnel_throughput_quality_balance_and_samples(labeled_run):
     sink, summary = labeled_run.sink, labeled_run.summary
     assert summary["rejected"] > 0 and summary["kept"] > 0, summary
+    generation = summary["generation"]  # per second: [seconds since start, completion tokens, samples]
+    assert sum(p[1] for p in generation) == summary["completion_tokens"] and sum(p[2] for p in generation) == 12
     html = sink.read_text("report.html")
     alts = [alt for _, alt in _images(html)]
     assert alts == [

@@ -9,6 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 import s3fs
 
+from rayjobs import report
 from rayjobs.pipeline import run
 
 pytestmark = pytest.mark.s3
@@ -40,6 +41,13 @@ def test_s3_source_and_sink_round_trip(ray_session, s3_endpoint, dry_config):
     assert set(table["seed_id"].to_pylist()) == {s["id"] for s in seeds}
     run_json = fs.cat("synthray-test/runs/r1/run.json").decode()
     assert "synthray-test-secret" not in run_json  # the env credential never lands in run.json
+
+    # The report rebuilds from the bucket alone (credentials from the environment, endpoint on the command line).
+    fs.rm("synthray-test/runs/r1/report.html")
+    report.main(["s3://synthray-test/runs/r1", "--endpoint-url", s3_endpoint])
+    html = fs.cat("synthray-test/runs/r1/report.html").decode()
+    assert html.count("data:image/png;base64,") >= 3 and "s3://synthray-test/runs/r1" in html
+    assert json.loads(fs.cat("synthray-test/runs/r1/run.json"))["quality"]["seed_overlap"]["seed_vocabulary"] > 0
 
 
 def test_model_weights_download_once_from_s3(s3_endpoint, tmp_path):

@@ -52,7 +52,7 @@ def throughput(generation: list[list[float]], commits: list[list[float]], bins: 
     with plt.rc_context(_STYLE):
         fig, (top, bottom) = plt.subplots(2, 1, figsize=(7.5, 3.8), sharex=True)
         top.bar([(b + 0.5) * width for b in binned], [v / width for v in binned.values()], width=width, color=BLUE)
-        top.set_ylabel("completion tok/s")
+        top.set_ylabel("completion tok/s\n(as seeds finish)")
         if generation:
             done = list(itertools.accumulate(p[2] for p in generation))
             bottom.step([0, *(p[0] for p in generation)], [0, *done], where="post", color=BLUE, label="generated")

@@ -40,30 +40,28 @@ def funnel(stages: list[tuple[str, int, str]]) -> str:
 
 
 def throughput(generation: list[list[float]], commits: list[list[float]], bins: int = 60) -> str | None:
-    """Top: completion tokens/s the engines produced, in up to ``bins`` time bins. Bottom: samples generated and
-    rows committed to the sink, cumulative. Times are seconds since the command started."""
+    """Completion tokens/s and samples/s the engines produced (counted as seeds finish, in up to ``bins`` time bins),
+    then samples generated and rows committed to the sink, cumulative. Times are seconds since the command started."""
     if not generation and not commits:
         return None
     end = max([p[0] for p in generation] + [p[0] for p in commits] + [1.0])
     width = max(1.0, math.ceil(end / bins))
-    binned: dict[int, float] = {}
-    for t, tokens, _ in generation:
-        binned[int(t // width)] = binned.get(int(t // width), 0) + tokens
+    tokens: dict[int, float] = {}
+    samples: dict[int, float] = {}
+    for t, tok, done in generation:
+        tokens[int(t // width)] = tokens.get(int(t // width), 0) + tok
+        samples[int(t // width)] = samples.get(int(t // width), 0) + done
     with plt.rc_context(_STYLE):
-        fig, (top, bottom) = plt.subplots(2, 1, figsize=(7.5, 3.8), sharex=True)
-        top.bar([(b + 0.5) * width for b in binned], [v / width for v in binned.values()], width=width, color=BLUE)
-        top.set_ylabel("completion tok/s\n(as seeds finish)")
+        fig, (top, middle, bottom) = plt.subplots(3, 1, figsize=(7.5, 5.0), sharex=True)
+        for ax, binned, label in ((top, tokens, "completion tok/s"), (middle, samples, "samples/s")):
+            ax.bar([(b + 0.5) * width for b in binned], [v / width for v in binned.values()], width=width, color=BLUE)
+            ax.set_ylabel(label)
         if generation:
             done = list(itertools.accumulate(p[2] for p in generation))
             bottom.step([0, *(p[0] for p in generation)], [0, *done], where="post", color=BLUE, label="generated")
         if commits:
-            bottom.step(
-                [0, *(p[0] for p in commits)],
-                [0, *(p[2] for p in commits)],
-                where="post",
-                color=GREEN,
-                label="committed rows",
-            )
+            rows = [0, *(p[2] for p in commits)]
+            bottom.step([0, *(p[0] for p in commits)], rows, where="post", color=GREEN, label="committed rows")
         bottom.set_ylabel("cumulative")
         bottom.set_xlabel("seconds since the command started")
         bottom.legend(loc="upper left", frameon=False)

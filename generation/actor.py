@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from generation.engine import EngineUnavailable, build_engine
 from generation.recipes import Sample, build_recipe
-from generation.state import FIRST_SAMPLE_AT, GENERATED_SAMPLES, GENERATED_TOKENS, SharedState
+from generation.state import ENGINE_READY_AT, FIRST_SAMPLE_AT, GENERATED_SAMPLES, GENERATED_TOKENS, SharedState
 
 
 def sample_id(run_name: str, seed_id: str, index: int) -> str:
@@ -56,6 +56,8 @@ class GenerateActor:
         if bind_state is not None:  # recipes with run-wide state (growing pools, once-per-run phases)
             bind_state(SharedState(state))
         self.engine = build_engine(model, seed=run_seed)
+        if state is not None:
+            state.put_once.remote(ENGINE_READY_AT, time.time())
         # Printed, not logged: Ray forwards actor stdout to the driver, so users see when generation can start.
         print(f"synthray: engine {model['name']} ready in {time.perf_counter() - started:.1f} s", flush=True)
         self.model_name = model["name"]

@@ -15,6 +15,7 @@ import ray
 _FAILED = "__failed__"
 ARTIFACT = "artifact/"  # values under keys with this prefix are written to the sink as artifacts/<name>.json
 FIRST_SAMPLE_AT = "first_sample_at"  # wall clock of the run's first finished sample (start-up cost, in run.json)
+ENGINE_READY_AT = "engine_ready_at"  # wall clock when the first engine could take requests
 # Completion tokens and samples the engines generated per wall-clock second: the report's throughput curve.
 GENERATED_TOKENS, GENERATED_SAMPLES = "generated_tokens_by_second", "generated_samples_by_second"
 

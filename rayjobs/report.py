@@ -76,8 +76,9 @@ def _tiles(summary: dict[str, Any], run: dict[str, Any]) -> str:
         ("completion tok/s", f"{summary['completion_tokens_per_s']:.1f}"),
         ("engine replicas", f"{run.get('replicas', 1)}"),
     ]
-    if "first_sample_s" in summary:
-        items.append(("first sample after", f"{summary['first_sample_s']:.1f} s"))
+    for key, label in (("engine_ready_s", "engine ready after"), ("first_sample_s", "first sample after")):
+        if key in summary:
+            items.append((label, f"{summary[key]:.1f} s"))
     return "<div class=tiles>" + "".join(f"<div class=tile><b>{v}</b>{_e(k)}</div>" for k, v in items) + "</div>"
 
 

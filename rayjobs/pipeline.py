@@ -128,6 +128,27 @@ def init_ray(cluster: dict[str, Any]) -> None:
         ray.init(address=cluster.get("address") or "auto", log_to_driver=True)
 
 
+def check_fits(config: dict[str, Any], cpus: float) -> None:
+    """The engine actors and the filter/writer pools all hold their CPUs for the whole run: if they need more than
+    the cluster has, some never start and the run would hang. Local mode knows its size and refuses; a Ray cluster
+    may grow (autoscaler), so there it is a warning."""
+    model, cluster = config["model"], config["cluster"]
+    engines = int(model.get("replicas", 1)) * float(model.get("num_cpus", 1))
+    stage = float(cluster.get("stage_cpus", 0.25))
+    pools = stage * (int(cluster.get("filter_workers", 1)) + int(cluster.get("writer_workers", 1)))
+    if engines + pools <= cpus + 1e-9:
+        return
+    message = (
+        f"the run needs {engines + pools:g} CPUs at once (engines {engines:g} = model.replicas × model.num_cpus; "
+        f"filter and writer actors {pools:g} = cluster.stage_cpus {stage:g} × (cluster.filter_workers + "
+        f"cluster.writer_workers)) but the cluster has {cpus:g}: lower cluster.stage_cpus, the worker counts or "
+        "model.replicas, or add CPUs"
+    )
+    if cluster.get("mode") == "local":
+        raise ValueError(message)
+    log.warning("%s (waiting for the autoscaler, if any)", message)
+
+
 def build_dataset(
     config: dict[str, Any], plan: SeedPlan, recipe: Recipe, schema: pa.Schema, shards: dict[str, list], state: Any
 ) -> ray.data.Dataset:
@@ -139,8 +160,9 @@ def build_dataset(
     in_flight = int(model.get("max_tasks_in_flight", 8))
     # Workers read the seeds, with the driver's credentials (handed over like the writers').
     source = {**config["source"], "storage_options": storage_options(config["source"])}
-    # One block per chunk (Ray Data would otherwise split small inputs into 200 blocks).
-    ds = ray.data.read_datasource(SeedDatasource(source, plan), num_cpus=light, override_num_blocks=len(plan.chunks))
+    # One block per chunk (Ray Data would otherwise split small inputs into 200 blocks). Reading a chunk takes
+    # milliseconds; with a CPU share the read tasks could wait forever behind the actor pools holding every CPU.
+    ds = ray.data.read_datasource(SeedDatasource(source, plan), num_cpus=0, override_num_blocks=len(plan.chunks))
     # Weights on object storage are fetched by the engine actors (once per node), with the driver's credentials.
     weights = {"uri": str(model.get("source")), **{k: model.get(k) for k in ("endpoint_url", "storage_options")}}
     ds = ds.map_batches(
@@ -242,6 +264,7 @@ def run(config: dict[str, Any], started: float | None = None) -> RunResult:
     )
     with Heartbeat(sink):
         init_ray(config["cluster"])
+        check_fits(config, ray.cluster_resources().get("CPU", 0))
         shards = start_filter_state(steps)
         if committed:  # dedup and novelty state as the earlier attempts left it
             replayed = replay_filter_state(steps, text_fields, shards, committed_rows(sink, committed))

@@ -92,7 +92,9 @@ def test_ray_job_submit_runs_the_cli_on_a_cluster_with_weights_from_s3(s3_endpoi
         submit = subprocess.run(
             [RAY, "job", "submit", "--address", address, "--submission-id", "synthray-e2e"]
             + ["--working-dir", str(REPO), "--runtime-env-json", json.dumps({"excludes": EXCLUDES})]
+            # The head has 2 CPUs: the engine's 1 plus 4 light actors at 0.25 (cluster=ray defaults to 0.5 each).
             + ["--", "python", "-m", "rayjobs.generate", "cluster=ray", "cluster.progress_bars=false"]
+            + ["cluster.stage_cpus=0.25"]
             + ["model.source=s3://cluster-test/models/smollm2", f"model.cache_dir={node_cache}"]
             + ["model.sampling.max_tokens=64", "recipe.answer_sampling.max_tokens=64", "source.limit=4"]
             + ["sink=s3", f"sink.uri={uri}", "run.name=job-e2e"],

@@ -110,3 +110,17 @@ def test_multi_gpu_replicas_get_a_packed_placement_group_each(ray_session):
     table = placement_group_table(strategy.placement_group)
     assert table["strategy"] == "STRICT_PACK" and list(table["bundles"].values()) == [{"GPU": 1.0, "CPU": 1.0}] * 4
     remove_placement_group(strategy.placement_group)
+
+
+def test_stages_that_cannot_all_start_are_refused_locally_and_flagged_on_a_cluster(caplog):
+    from rayjobs.pipeline import check_fits
+
+    config = make_config(["model=dry_run"])  # engine 0.5 CPU + filter and writer at 0.25: fits 2 cores
+    check_fits(config, cpus=2)
+    crowded = make_config(["model=dry_run", "cluster.filter_workers=4", "cluster.stage_cpus=0.5"])
+    with pytest.raises(ValueError, match=r"needs 3 CPUs at once .* the cluster has 2: lower cluster.stage_cpus"):
+        check_fits(crowded, cpus=2)
+    on_ray = make_config(["model=dry_run", "cluster=ray"])  # 0.5 + 0.5 × 4 on 2 CPUs: the cluster might grow
+    with caplog.at_level("WARNING", logger="synthray"):
+        check_fits(on_ray, cpus=2)
+    assert "needs 2.5 CPUs at once" in caplog.text and "autoscaler" in caplog.text

@@ -61,9 +61,10 @@ def dry_config(tmp_path):
     return build
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def s3_endpoint(tmp_path_factory):
-    """A real S3 server for the session; credentials are set in the environment the way users set them."""
+    """A real S3 server per test module (a fresh one: the cluster test's model upload once left a shared server's
+    S3 gateway hung for the next module); credentials are set in the environment the way users set them."""
     from tests.s3server import ACCESS_KEY, SECRET_KEY, seaweedfs
 
     with seaweedfs(tmp_path_factory.mktemp("s3")) as endpoint:

@@ -244,7 +244,8 @@ def read_chunk(source: Mapping[str, Any], chunk: SeedChunk) -> pa.Table:
             for i, t in enumerate(tasks)
         ]
     else:
-        fs, _, _ = _files(source)
+        # The chunk names its file: no listing of the source again (a directory on S3 would be listed per chunk).
+        fs = fsspec.core.url_to_fs(source["uri"], **dict(source.get("storage_options") or {}))[0]
         rows = itertools.islice(_READERS[source["kind"]](fs, chunk.path, chunk.offset, chunk.line), chunk.rows)
         records = [(number, *_seed(row, raw, chunk.label, number, columns)) for _, number, row, raw in rows]
     pending = [(seed_id, seed) for number, seed_id, seed in records if number not in chunk.skip]

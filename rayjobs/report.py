@@ -220,8 +220,9 @@ def render_report(
 </body></html>"""
 
 
-def _examples(sink: Sink, rejected: pa.Table | None) -> dict[str, pa.Table | None]:
-    """A few kept rows, up to EXAMPLES rejected rows per filter, a few error rows."""
+def _examples(tables: dict[str, pa.Table | None]) -> dict[str, pa.Table | None]:
+    """From the rows read for the figures: a few kept rows, up to EXAMPLES rejected rows per filter, a few errors."""
+    kept, rejected, errors = tables["data"], tables["rejected"], tables["errors"]
     if rejected is not None:
         per_step: dict[str, int] = {}
         keep = []
@@ -230,7 +231,11 @@ def _examples(sink: Sink, rejected: pa.Table | None) -> dict[str, pa.Table | Non
             if per_step[step] <= EXAMPLES:
                 keep.append(i)
         rejected = rejected.take(keep)
-    return {"data": sink.read_kind("data", limit=EXAMPLES), "rejected": rejected, "errors": sink.read_kind("errors", 8)}
+    return {
+        "data": kept.slice(0, EXAMPLES) if kept is not None else None,
+        "rejected": rejected,
+        "errors": errors.slice(0, 8) if errors is not None else None,
+    }
 
 
 def sample_seeds(source: dict[str, Any], limit: int = quality.SAMPLE_ROWS) -> list[str] | None:
@@ -246,16 +251,16 @@ def write_report(sink: Sink, record: dict[str, Any], seeds: list[str] | None) ->
     """Write report.html and README.md (the dataset card) for the run ``record`` describes; returns the headline
     quality figures for run.json. Without ``seeds``, a seed overlap the record already holds is kept."""
     text_fields = list(record["run"].get("text_fields") or [])
-    kept = sink.read_kind("data", limit=quality.SAMPLE_ROWS)
-    figures = quality.figures(kept, text_fields, record["summary"], seeds)
+    # Each output directory is read once (its first SAMPLE_ROWS rows) for the figures, the reasons and the examples.
+    tables = {kind: sink.read_kind(kind, limit=quality.SAMPLE_ROWS) for kind in ("data", "rejected", "errors")}
+    figures = quality.figures(tables["data"], text_fields, record["summary"], seeds)
     if figures.get("seed_overlap") is None:
         figures["seed_overlap"] = (record.get("quality") or {}).get("seed_overlap")
-    rejected = sink.read_kind("rejected", limit=quality.SAMPLE_ROWS)
     reasons = {
-        "rejected": quality.reason_counts(rejected, "rejected_by", "reject_reason"),
-        "errors": quality.reason_counts(sink.read_kind("errors", limit=quality.SAMPLE_ROWS), "stage", "error"),
+        "rejected": quality.reason_counts(tables["rejected"], "rejected_by", "reject_reason"),
+        "errors": quality.reason_counts(tables["errors"], "stage", "error"),
     }
-    sink.write_text("report.html", render_report(record, figures, _examples(sink, rejected), reasons))
+    sink.write_text("report.html", render_report(record, figures, _examples(tables), reasons))
     sink.write_text("README.md", render_card(record))
     return quality.headline(figures)
 

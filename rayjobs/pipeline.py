@@ -81,6 +81,11 @@ def storage_options(section: dict[str, Any]) -> dict[str, Any]:
     return options
 
 
+def source_section(config: dict[str, Any]) -> dict[str, Any]:
+    """The source section with its resolved fsspec options (credentials included), for readers other than the scan."""
+    return {**config["source"], "storage_options": storage_options(config["source"])}
+
+
 def engine_gpus(model: dict[str, Any]) -> int:
     device = model.get("device", "cpu")
     if device not in DEVICES:
@@ -159,7 +164,7 @@ def build_dataset(
     light = float(cluster.get("stage_cpus", 0.25))
     in_flight = int(model.get("max_tasks_in_flight", 8))
     # Workers read the seeds, with the driver's credentials (handed over like the writers').
-    source = {**config["source"], "storage_options": storage_options(config["source"])}
+    source = source_section(config)
     # One block per chunk (Ray Data would otherwise split small inputs into 200 blocks). Reading a chunk takes
     # milliseconds; with a CPU share the read tasks could wait forever behind the actor pools holding every CPU.
     ds = ray.data.read_datasource(SeedDatasource(source, plan), num_cpus=0, override_num_blocks=len(plan.chunks))
@@ -349,8 +354,7 @@ def finalize(
         "python": platform.python_version(),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    source = {**config["source"], "storage_options": storage_options(config["source"])}
-    record["quality"] = write_report(sink, record, sample_seeds(source))
+    record["quality"] = write_report(sink, record, sample_seeds(source_section(config)))
     sink.write_text("run.json", json.dumps(record, indent=2, default=str))
     sink.write_text(SUCCESS, "")
 

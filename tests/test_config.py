@@ -124,3 +124,21 @@ def test_stages_that_cannot_all_start_are_refused_locally_and_flagged_on_a_clust
     with caplog.at_level("WARNING", logger="synthray"):
         check_fits(on_ray, cpus=2)
     assert "needs 2.5 CPUs at once" in caplog.text and "autoscaler" in caplog.text
+
+
+@pytest.mark.parametrize("model", ["smollm2_cpu", "qwen3_8b", "llama31_70b_tp4"])
+def test_shipped_models_queue_twice_what_the_engine_decodes(model, caplog):
+    from rayjobs.pipeline import check_in_flight
+
+    with caplog.at_level("WARNING", logger="synthray"):
+        check_in_flight(make_config([f"model={model}"])["model"])
+    assert caplog.text == ""
+
+
+def test_an_engine_fed_no_more_seeds_than_it_decodes_is_flagged_with_the_fix(caplog):
+    from rayjobs.pipeline import check_in_flight
+
+    starved = make_config(["model.batch_size=32", "model.max_tasks_in_flight=8"])["model"]  # 256 for 256 decoded
+    with caplog.at_level("WARNING", logger="synthray"):
+        check_in_flight(starved)
+    assert "256 seeds in flight per engine" in caplog.text and "max_tasks_in_flight to 16 or more" in caplog.text

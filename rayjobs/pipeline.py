@@ -133,6 +133,17 @@ def init_ray(cluster: dict[str, Any]) -> None:
         ray.init(address=cluster.get("address") or "auto", log_to_driver=True)
 
 
+WORKER_KEYS = ("read_workers", "filter_workers", "writer_workers")
+
+
+def check_workers(cluster: dict[str, Any]) -> None:
+    """Each pool needs at least one worker, or its stage never runs (Ray Data's own error comes late and vague)."""
+    for key in WORKER_KEYS:
+        value = cluster.get(key, 1)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"cluster.{key} must be a whole number of at least 1, got {value!r}")
+
+
 def check_fits(config: dict[str, Any], cpus: float) -> None:
     """The engine actors and the filter/writer pools all hold their CPUs for the whole run: if they need more than
     the cluster has, some never start and the run would hang. Local mode knows its size and refuses; a Ray cluster
@@ -269,6 +280,7 @@ def run(config: dict[str, Any], started: float | None = None) -> RunResult:
     engine_gpus(model)
     check_sampling(model.get("sampling"))
     check_in_flight(model)
+    check_workers(config["cluster"])
     sink = Sink(config["sink"]["uri"], storage_options(config["sink"]), float(config["sink"].get("retry_s", 120)))
     scan_started = time.perf_counter()
     block_rows = int(model.get("batch_size", 32))

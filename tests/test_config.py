@@ -142,3 +142,13 @@ def test_an_engine_fed_no_more_seeds_than_it_decodes_is_flagged_with_the_fix(cap
     with caplog.at_level("WARNING", logger="synthray"):
         check_in_flight(starved)
     assert "256 seeds in flight per engine" in caplog.text and "max_tasks_in_flight to 16 or more" in caplog.text
+
+
+@pytest.mark.parametrize("key", ["read_workers", "filter_workers", "writer_workers"])
+@pytest.mark.parametrize("value", [0, -1, 1.5, "two"])
+def test_a_pool_without_a_worker_is_refused_naming_the_key(key, value):
+    from rayjobs.pipeline import check_workers
+
+    with pytest.raises(ValueError, match=rf"cluster.{key} must be a whole number of at least 1, got {value!r}"):
+        check_workers({key: value})
+    check_workers({key: 3})

@@ -6,6 +6,7 @@ import base64
 import functools
 import io
 import itertools
+import logging
 import math
 from typing import Any
 
@@ -19,6 +20,8 @@ def _plt() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")  # before pyplot: workers and CI have no display
+    # Labels such as grades "1".."5" are categories on purpose; matplotlib logs a note for each such bar chart.
+    logging.getLogger("matplotlib.category").setLevel(logging.WARNING)
     import matplotlib.pyplot
 
     return matplotlib.pyplot

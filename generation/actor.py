@@ -13,7 +13,6 @@ import json
 import os
 import random
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pyarrow as pa
@@ -56,12 +55,7 @@ class GenerateActor:
         bind_state = getattr(self.recipe, "bind_state", None)
         if bind_state is not None:  # recipes with run-wide state (growing pools, once-per-run phases)
             bind_state(SharedState(state))
-        # Built on a helper thread: something in the engine build keeps its callers' frames alive, and when this
-        # frame (holding ``self``) was among them the actor outlived Ray Data's graceful shutdown, ``__del__`` never
-        # ran, and the engine process was killed with the actor instead of stopped (an EngineDeadError trace at
-        # the end of every run).
-        with ThreadPoolExecutor(max_workers=1) as builder:
-            self.engine = builder.submit(build_engine, model, run_seed).result()
+        self.engine = build_engine(model, seed=run_seed)
         if state is not None:
             state.put_once.remote(ENGINE_READY_AT, time.time())
         # Printed, not logged: Ray forwards actor stdout to the driver, so users see when generation can start.

@@ -14,6 +14,7 @@ import json
 import logging
 import os
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -306,5 +307,11 @@ def build_engine(model: dict[str, Any], seed: int = 0) -> EngineClient:
         from generation.models import resolve_model
 
         path = resolve_model(model["source"], model.get("cache_dir"), model.get("storage_options"))
-        return VLLMEngine(path, model["name"], seed=seed, **dict(model.get("engine_args") or {}), **sampling)
+        # Built on a helper thread: something in vLLM's engine build keeps its callers' frames alive, which pinned
+        # whatever the caller held (an engine actor then outlived Ray Data's graceful shutdown, its ``__del__``
+        # never ran, and the engine process was killed instead of stopped: an EngineDeadError trace after every run).
+        with ThreadPoolExecutor(max_workers=1) as builder:
+            return builder.submit(
+                VLLMEngine, path, model["name"], seed=seed, **dict(model.get("engine_args") or {}), **sampling
+            ).result()
     raise ValueError(f"unknown model.engine {kind!r}; valid choices: ['dry_run', 'vllm']")

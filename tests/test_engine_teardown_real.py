@@ -7,7 +7,6 @@ EngineDeadError trace at the end of a run that went fine.
 
 from __future__ import annotations
 
-import os
 import time
 import weakref
 
@@ -28,7 +27,6 @@ def _engine_processes() -> list[psutil.Process]:
 
 def test_a_dropped_engine_actor_is_freed_at_once_and_stops_its_engine():
     config = make_config(["recipe=template"])
-    os.environ.update({k: str(v) for k, v in config["model"]["env"].items()})
     actor = GenerateActor(
         model=config["model"],
         recipe=config["recipe"],

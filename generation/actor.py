@@ -34,6 +34,8 @@ class GenerateActor:
     run_name: part of every row id.
     run_seed: seeds the engine and each seed's private random generator.
     schema: the output row schema every batch is cast to.
+    state: the run's ``RunStateActor`` (shared recipe state, throughput and start-up figures).
+    cpus: the CPUs a local CPU engine may bind its compute threads to (None: leave affinity alone).
     """
 
     def __init__(
@@ -45,8 +47,13 @@ class GenerateActor:
         run_seed: int,
         schema: pa.Schema,
         state: Any = None,
+        cpus: list[int] | None = None,
     ) -> None:
         started = time.perf_counter()
+        if cpus:
+            # The run's CPUs, before vLLM binds its compute threads to them: an actor restarted mid-run inherits the
+            # few cores Ray's processes were moved to (rayjobs/cores.py), and vLLM would bind to those alone.
+            os.sched_setaffinity(0, cpus)
         # Engine settings (VLLM_CPU_KVCACHE_SPACE, ...) are set here rather than through a Ray runtime_env, which
         # would force a fresh worker process per actor; vLLM reads them at engine start and its processes inherit them.
         os.environ.update({k: str(v) for k, v in (model.get("env") or {}).items()})

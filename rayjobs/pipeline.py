@@ -6,6 +6,7 @@ resources, so the same stages run on a 2-core laptop and on a GPU cluster.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -43,6 +44,7 @@ from generation.state import (
     RunStateActor,
 )
 from rayjobs.commit import ARTIFACTS, SUCCESS, Commit, Heartbeat, attempts, open_run, reconcile
+from rayjobs.cores import EngineCores, run_cpus, supported
 from rayjobs.redact import redact
 from rayjobs.report import sample_seeds, write_report
 from rayjobs.rows import row_schema
@@ -182,8 +184,32 @@ def check_in_flight(model: dict[str, Any]) -> None:
         )
 
 
+def isolated_cpus(config: dict[str, Any]) -> set[int] | None:
+    """The run's CPUs when the engine's compute cores should be kept for it (rayjobs/cores.py): a local run of one
+    CPU vLLM engine on a Linux machine with a core to spare; None otherwise (a GPU engine leaves the CPUs alone;
+    on a cluster other jobs share the nodes; several local engines would each bind the same cores)."""
+    model, cluster = config["model"], config["cluster"]
+    wanted = (
+        cluster.get("isolate_engine_cores", True)
+        and cluster.get("mode") == "local"
+        and model.get("engine") == "vllm"
+        and model.get("device", "cpu") == "cpu"
+        and int(model.get("replicas", 1)) == 1
+    )
+    if not wanted or not supported():
+        return None
+    cpus = run_cpus()
+    return cpus if len(cpus) > 1 else None
+
+
 def build_dataset(
-    config: dict[str, Any], plan: SeedPlan, recipe: Recipe, schema: pa.Schema, shards: dict[str, list], state: Any
+    config: dict[str, Any],
+    plan: SeedPlan,
+    recipe: Recipe,
+    schema: pa.Schema,
+    shards: dict[str, list],
+    state: Any,
+    cpus: set[int] | None = None,
 ) -> ray.data.Dataset:
     model, cluster, run = config["model"], config["cluster"], config["run"]
     # A block is never split (Ray Data splits blocks over 128 MiB by default): every row of a seed reaches the same
@@ -216,6 +242,7 @@ def build_dataset(
             run_seed=int(run["seed"]),
             schema=schema,
             state=state,
+            cpus=sorted(cpus) if cpus else None,
         ),
         # Each block is one batch and every queued batch runs at once on the actor's event loop: the seeds in
         # flight per engine are batch_size × max_tasks_in_flight.
@@ -313,10 +340,13 @@ def run(config: dict[str, Any], started: float | None = None) -> RunResult:
             log.info("replayed %d committed rows into the stateful filters", replayed)
         state = RunStateActor.remote(restored=load_artifacts(sink), persist=functools.partial(save_artifact, sink))
         progress = RunStats(started=started)
+        cpus = isolated_cpus(config)
+        cores = EngineCores(cpus) if cpus else None
         if plan.chunks:
-            dataset = build_dataset(config, plan, recipe, schema, shards, state)
-            for manifest in dataset.iter_batches(batch_format="pyarrow", batch_size=None):
-                progress.add_manifest(manifest)
+            dataset = build_dataset(config, plan, recipe, schema, shards, state, cpus)
+            with cores or contextlib.nullcontext():
+                for manifest in dataset.iter_batches(batch_format="pyarrow", batch_size=None):
+                    progress.add_manifest(manifest)
         progress.finish()
         stats = RunStats.from_commits(reconcile(sink), progress)
         summary = {**stats.to_dict(seeds_read), "attempt": attempts(sink), "resumed_seeds": plan.committed}
@@ -324,6 +354,8 @@ def run(config: dict[str, Any], started: float | None = None) -> RunResult:
         summary["filters"] = stats.filter_funnel(list(steps), state_values.get(FILTER_SECONDS, {}))
         summary["filter_counters"] = state_values.get(FILTER_COUNTERS, {})
         summary["generation"] = generation_curve(state_values, started)
+        if cores is not None and cores.engine:
+            summary["cpu_isolation"] = {"engine": sorted(cores.engine), "others": sorted(cores.others)}
         # Start-up as users feel it, from the command's start: an engine ready, the first sample done.
         for key, name in ((ENGINE_READY_AT, "engine_ready_s"), (FIRST_SAMPLE_AT, "first_sample_s")):
             if key in state_values:

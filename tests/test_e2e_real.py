@@ -6,6 +6,7 @@ One CLI run (the way users run synthray) shared by every assertion of this modul
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -72,6 +73,10 @@ def test_layout_and_summary(real_run):
     assert 1.2 < fields["response"]["compression_ratio"] < 5 and fields["response"]["tokens_median"] > 10
     assert sum(p[1] for p in record["summary"]["generation"]) == record["summary"]["completion_tokens"]
     assert (out / "report.html").read_text().count("data:image/png;base64,") >= 3
+    # vLLM bound its compute threads and the run's other processes were moved off those cores (rayjobs/cores.py).
+    if len(os.sched_getaffinity(0)) > 1:
+        isolation = record["summary"]["cpu_isolation"]
+        assert isolation["engine"] and isolation["others"] and not set(isolation["engine"]) & set(isolation["others"])
 
 
 def test_schema_and_coherent_text(real_run):

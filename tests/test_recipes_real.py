@@ -7,6 +7,7 @@ only to drive each program through all of its steps. Per-recipe timings and toke
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import random
 import time
@@ -46,8 +47,16 @@ def engine_loop():
     engine = loop.run_until_complete(start())
     timings: dict = {}
     yield engine, loop, timings
-    engine.shutdown()
+
+    async def stop():
+        engine.shutdown()
+        await asyncio.sleep(0.5)  # the cancelled output handler closes its ZeroMQ sockets on this loop
+
+    loop.run_until_complete(stop())
     loop.close()
+    # vLLM's ZeroMQ context is freed here, not by a later collection on some other thread: its __del__ blocks while a
+    # socket is open (seen once: a later test's fsspec I/O thread hung in zmq Context.term).
+    gc.collect()
     for name, (seconds, samples, ok, tokens) in sorted(timings.items()):
         print(f"{name:18s} {seconds:6.1f} s  samples {samples:3d} (ok {ok:3d})  completion tokens {tokens:6d}")
 

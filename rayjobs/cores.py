@@ -16,6 +16,8 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+import psutil
+
 log = logging.getLogger("synthray")
 
 
@@ -31,29 +33,23 @@ def run_cpus() -> set[int]:
 
 def threads(pid: int) -> list[int]:
     try:
-        return [int(tid) for tid in os.listdir(f"/proc/{pid}/task")]
-    except OSError:  # the process is gone
+        return [thread.id for thread in psutil.Process(pid).threads()]
+    except psutil.Error:  # the process is gone
         return []
 
 
-def descendants(pid: int) -> list[int]:
-    """Every process below ``pid`` (children, grandchildren, ...), from one scan of ``/proc``."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as stat:
-                parent = int(stat.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        children.setdefault(parent, []).append(int(entry))
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
+def run_processes() -> list[int]:
+    """This process and every process below it (in local mode: Ray's, and the engine's)."""
+    me = psutil.Process()
+    return [me.pid, *(child.pid for child in me.children(recursive=True))]
+
+
+def pinned_to(pid: int, cpus: set[int]) -> bool:
+    """Whether the main thread of ``pid`` may run on exactly ``cpus``."""
+    try:
+        return os.sched_getaffinity(pid) == cpus
+    except OSError:
+        return False
 
 
 def bound_cores(pids: Iterable[int], cpus: set[int]) -> dict[int, set[int]]:
@@ -142,16 +138,3 @@ class EngineCores:
             sorted(others),
         )
         return True
-
-
-def run_processes() -> list[int]:
-    """This process and every process below it (in local mode: Ray's, and the engine's)."""
-    return [os.getpid(), *descendants(os.getpid())]
-
-
-def pinned_to(pid: int, cpus: set[int]) -> bool:
-    """Whether the main thread of ``pid`` may run on exactly ``cpus``."""
-    try:
-        return os.sched_getaffinity(pid) == cpus
-    except OSError:
-        return False

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from rayjobs.cores import EngineCores, bound_cores, descendants, supported
+from rayjobs.cores import EngineCores, bound_cores, run_processes, supported
 from rayjobs.pipeline import isolated_cpus
 
 CPUS = set(os.sched_getaffinity(0)) if supported() else set()
@@ -54,7 +54,7 @@ def wait_for(check, timeout_s: float = 10.0) -> None:
 
 
 @pytest.mark.skipif(not supported(), reason="Linux only")
-def test_descendants_finds_grandchildren():
+def test_run_processes_finds_grandchildren():
     grandchild_of = (
         "import subprocess, sys, time; p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); "
         "print(p.pid, flush=True); time.sleep(60)"
@@ -62,8 +62,8 @@ def test_descendants_finds_grandchildren():
     proc = subprocess.Popen([sys.executable, "-c", grandchild_of], stdout=subprocess.PIPE, text=True)
     try:
         grandchild = int(proc.stdout.readline())
-        found = descendants(os.getpid())
-        assert proc.pid in found and grandchild in found
+        found = run_processes()
+        assert found[0] == os.getpid() and proc.pid in found and grandchild in found
         os.kill(grandchild, 9)
     finally:
         proc.kill()

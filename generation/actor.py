@@ -10,16 +10,24 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import os
 import random
 import time
 from typing import Any
 
 import pyarrow as pa
+import ray
 
 from generation.engine import EngineUnavailable, build_engine
 from generation.recipes import Sample, build_recipe
 from generation.state import ENGINE_READY_AT, FIRST_SAMPLE_AT, GENERATED_SAMPLES, GENERATED_TOKENS, SharedState
+
+log = logging.getLogger("synthray")
+
+# How long the run's last batch waits for the other engine actors to stop their engines (an actor that died
+# without restarting never reports; its engine is then killed with it, as it would have been anyway).
+ENGINES_STOP_TIMEOUT_S = 30.0
 
 
 def sample_id(run_name: str, seed_id: str, index: int) -> str:
@@ -63,6 +71,7 @@ class GenerateActor:
         if bind_state is not None:  # recipes with run-wide state (growing pools, once-per-run phases)
             bind_state(SharedState(state))
         self.engine = build_engine(model, seed=run_seed)
+        self.model, self.stopper = model, None
         if state is not None:
             state.put_once.remote(ENGINE_READY_AT, time.time())
         # Printed, not logged: Ray forwards actor stdout to the driver, so users see when generation can start.
@@ -71,12 +80,31 @@ class GenerateActor:
         self.run_name, self.run_seed, self.schema = run_name, run_seed, schema
 
     def __del__(self) -> None:
-        # Ray Data drops the UDF at graceful pool shutdown; stopping the engine here avoids a dead-engine error.
-        shutdown = getattr(getattr(self, "engine", None), "shutdown", None)
-        if shutdown is not None:
-            shutdown()
+        # Outside Ray, or on an actor that never got a batch: the engine stops when the actor is dropped.
+        if getattr(self, "engine", None) is not None:
+            self.stop_engine()
+
+    def stop_engine(self) -> None:
+        engine, self.engine = self.engine, None
+        if engine is not None:
+            engine.shutdown()
+
+    async def _stop_engine_when_generated(self, engine_id: str) -> None:
+        """Stops this actor's engine once the run's seeds are all generated, while the actor still runs: Ray kills
+        an exiting worker's child processes before ``__del__`` can stop them (vLLM's shared memory then stays in
+        /dev/shm, and a resource_tracker trace ends the run's output)."""
+        await self.state.wait_generated.remote()
+        self.stop_engine()
+        self.state.engine_stopped.remote(engine_id)
 
     async def __call__(self, batch: pa.Table) -> pa.Table:
+        if self.engine is None:  # Ray runs a batch again after the engines stopped (its output was lost)
+            self.engine = await asyncio.to_thread(build_engine, self.model, self.run_seed)
+        if self.state is not None and self.stopper is None:  # armed here: it needs the actor's event loop
+            # Ray's actor id survives a restart, so a restarted actor's engine is the same one to wait for.
+            engine_id = ray.get_runtime_context().get_actor_id() if ray.is_initialized() else f"pid-{os.getpid()}"
+            self.state.engine_started.remote(engine_id)
+            self.stopper = asyncio.create_task(self._stop_engine_when_generated(engine_id))
         tokens: dict[str, int] = {}
         samples: dict[str, int] = {}
 
@@ -88,9 +116,15 @@ class GenerateActor:
             return rows
 
         per_seed = await asyncio.gather(*(timed(row) for row in batch.to_pylist()))
-        if self.state is not None:  # one fire-and-forget report per batch
-            self.state.accumulate.remote(GENERATED_TOKENS, tokens)
+        if self.state is not None and batch.num_rows:
+            self.state.accumulate.remote(GENERATED_TOKENS, tokens)  # fire and forget
             self.state.accumulate.remote(GENERATED_SAMPLES, samples)
+            if await self.state.mark_generated.remote(batch.column("seed_id")[0].as_py(), batch.num_rows):
+                # The run's last batch is held until every engine has stopped: Ray Data ends the actors once it
+                # is returned.
+                running = await self.state.wait_engines_stopped.remote(ENGINES_STOP_TIMEOUT_S)
+                if running:
+                    log.warning("engine actors %s did not stop within %.0f s", running, ENGINES_STOP_TIMEOUT_S)
         return pa.Table.from_pylist([row for rows in per_seed for row in rows], schema=self.schema)
 
     def _row(self, seed_id: str, index: int, **fields: Any) -> dict[str, Any]:

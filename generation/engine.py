@@ -73,6 +73,9 @@ class EngineClient(Protocol):
         self, prompt: str, *, n: int = 1, json_schema: dict | None = None, **sampling: Any
     ) -> Completion: ...
 
+    def shutdown(self) -> None:
+        """Stops the engine's processes (called by the engine's owner, never by a recipe)."""
+
 
 def check_sampling(sampling: Mapping[str, Any] | None) -> dict[str, Any]:
     """A copy of ``sampling`` (None: empty) without unset (None) keys; an unknown key names the valid ones."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -25,15 +26,24 @@ class RunStateActor:
     """Args:
     restored: values an earlier attempt of the run computed (artifacts): they count as computed already.
     persist: called with (key, value) for every artifact as soon as it is put, so a crash does not lose it.
+    expected_seeds: how many seeds the engines will generate in this attempt; once all are, the engines stop.
     """
 
     def __init__(
-        self, restored: dict[str, Any] | None = None, persist: Callable[[str, Any], None] | None = None
+        self,
+        restored: dict[str, Any] | None = None,
+        persist: Callable[[str, Any], None] | None = None,
+        expected_seeds: int | None = None,
     ) -> None:
         self._values: dict[str, Any] = dict(restored or {})
         self._lists: dict[str, list] = {}
         self._claimed: set[str] = set(self._values)
         self._persist = persist
+        self._expected = expected_seeds
+        self._batches: dict[str, int] = {}  # first seed id of each generated batch → its seeds
+        self._generated = 0
+        self._all_generated = asyncio.Event()
+        self._engines: set[str] = set()  # engines that will stop themselves once every seed is generated
 
     def claim(self, key: str) -> bool:
         """True for the first caller only: that caller computes ``key``; the others wait for ``get``."""
@@ -79,6 +89,35 @@ class RunStateActor:
 
     def values(self) -> dict[str, Any]:
         return dict(self._values)
+
+    # Engines stop before Ray Data ends their actors: Ray kills an exiting worker's child processes (vLLM's) before
+    # the actor's own shutdown hook runs, which left vLLM's shared memory in /dev/shm and a resource_tracker trace.
+
+    def mark_generated(self, batch_key: str, seeds: int) -> bool:
+        """An engine finished a batch (keyed by its first seed id, so a batch Ray runs twice counts once); True
+        once every expected seed is generated, which also wakes every ``wait_generated``."""
+        if batch_key not in self._batches:
+            self._batches[batch_key] = seeds
+            self._generated += seeds
+        if self._expected is not None and self._generated >= self._expected:
+            self._all_generated.set()
+        return self._all_generated.is_set()
+
+    async def wait_generated(self) -> None:
+        await self._all_generated.wait()
+
+    def engine_started(self, engine_id: str) -> None:
+        self._engines.add(engine_id)
+
+    def engine_stopped(self, engine_id: str) -> None:
+        self._engines.discard(engine_id)
+
+    async def wait_engines_stopped(self, timeout_s: float, poll_s: float = 0.05) -> list[str]:
+        """Waits until every started engine has stopped, at most ``timeout_s``; returns those still running."""
+        deadline = time.monotonic() + timeout_s
+        while self._engines and time.monotonic() < deadline:
+            await asyncio.sleep(poll_s)
+        return sorted(self._engines)
 
 
 class _LocalState:

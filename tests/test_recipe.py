@@ -134,6 +134,9 @@ def test_dead_engine_fails_the_batch_instead_of_blaming_seeds():
         async def chat(self, messages, **kw):
             raise EngineUnavailable("engine died")
 
+        def shutdown(self):
+            pass
+
     actor = GenerateActor(
         model={"engine": "dry_run", "name": "x"},
         recipe={"name": "self_instruct"},

@@ -81,7 +81,7 @@ class GenerateActor:
 
     def __del__(self) -> None:
         # Outside Ray, or on an actor that never got a batch: the engine stops when the actor is dropped.
-        if getattr(self, "engine", None) is not None:
+        if hasattr(self, "engine"):  # not when __init__ failed before building it
             self.stop_engine()
 
     def stop_engine(self) -> None:

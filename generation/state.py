@@ -40,7 +40,7 @@ class RunStateActor:
         self._claimed: set[str] = set(self._values)
         self._persist = persist
         self._expected = expected_seeds
-        self._batches: dict[str, int] = {}  # first seed id of each generated batch → its seeds
+        self._batches: set[str] = set()  # the first seed id of each generated batch
         self._generated = 0
         self._all_generated = asyncio.Event()
         self._engines: set[str] = set()  # engines that will stop themselves once every seed is generated
@@ -97,7 +97,7 @@ class RunStateActor:
         """An engine finished a batch (keyed by its first seed id, so a batch Ray runs twice counts once); True
         once every expected seed is generated, which also wakes every ``wait_generated``."""
         if batch_key not in self._batches:
-            self._batches[batch_key] = seeds
+            self._batches.add(batch_key)
             self._generated += seeds
         if self._expected is not None and self._generated >= self._expected:
             self._all_generated.set()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import json
 import shlex
 from pathlib import Path
 from typing import Any
@@ -16,8 +17,8 @@ import yaml
 
 from tests.conftest import REPO, make_config
 
-SCHEMAS = REPO.parent / "shared" / "k8s-schemas"
-CRDS = {"RayJob": "ray.io_rayjobs.yaml", "RayCluster": "ray.io_rayclusters.yaml"}
+# The v1 openAPIV3Schema of each KubeRay CRD, carried in the project (source and license: tests/data/kuberay/README.md).
+SCHEMAS = REPO / "tests" / "data" / "kuberay"
 K8S = REPO / "k8s"
 KUBERNETES_VERSION = "1.33.0"
 
@@ -66,11 +67,9 @@ RAY_OBJECTS = [(name, doc) for name, docs in RENDERED.items() for doc in docs if
 
 @functools.cache
 def _schema(kind: str, version: str) -> dict:
-    for doc in yaml.safe_load_all((SCHEMAS / CRDS[kind]).read_text()):
-        for v in doc["spec"]["versions"]:
-            if v["name"] == version:
-                return v["schema"]["openAPIV3Schema"]
-    raise AssertionError(f"no {version} schema for {kind}")
+    path = SCHEMAS / f"{kind.lower()}-{version}.json"
+    assert path.exists(), f"no {version} schema for {kind} under {SCHEMAS}"
+    return json.loads(path.read_text())
 
 
 def _pod_templates(doc: dict[str, Any]) -> list[dict[str, Any]]:

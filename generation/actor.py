@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import logging
 import os
 import random
@@ -21,6 +20,7 @@ import ray
 
 from generation.engine import EngineUnavailable, build_engine
 from generation.recipes import Sample, build_recipe
+from generation.seeds import parse_seed
 from generation.state import ENGINE_READY_AT, FIRST_SAMPLE_AT, GENERATED_SAMPLES, GENERATED_TOKENS, SharedState
 
 log = logging.getLogger("synthray")
@@ -115,7 +115,8 @@ class GenerateActor:
             samples[second] = samples.get(second, 0) + sum(r["status"] != "error" for r in rows)
             return rows
 
-        per_seed = await asyncio.gather(*(timed(row) for row in batch.to_pylist()))
+        seeds = batch.to_pylist()
+        per_seed = await asyncio.gather(*(timed(row) for row in seeds))
         if self.state is not None and batch.num_rows:
             self.state.accumulate.remote(GENERATED_TOKENS, tokens)  # fire and forget
             self.state.accumulate.remote(GENERATED_SAMPLES, samples)
@@ -125,7 +126,36 @@ class GenerateActor:
                 running = await self.state.wait_engines_stopped.remote(ENGINES_STOP_TIMEOUT_S)
                 if running:
                     log.warning("engine actors %s did not stop within %.0f s", running, ENGINES_STOP_TIMEOUT_S)
-        return pa.Table.from_pylist([row for rows in per_seed for row in rows], schema=self.schema)
+        return self._table([row for rows in per_seed for row in rows], {s["seed_id"]: s["seed"] for s in seeds})
+
+    def _table(self, rows: list[dict[str, Any]], seeds: dict[str, str]) -> pa.Table:
+        """The batch's rows as one table. A value Arrow cannot hold (text UTF-8 cannot encode, a string in an integer
+        column) would fail the whole batch, Ray would retry it and the run die: that row becomes an ``output`` error."""
+        try:
+            return pa.Table.from_pylist(rows, schema=self.schema)
+        except _ARROW_ERRORS:
+            pass
+        storable = []
+        for row in rows:
+            try:
+                pa.Table.from_pylist([row], schema=self.schema)
+            except _ARROW_ERRORS as exc:
+                row = self._unstorable(row, seeds[row["seed_id"]], exc)
+            storable.append(row)
+        return pa.Table.from_pylist(storable, schema=self.schema)
+
+    def _unstorable(self, row: dict[str, Any], seed_json: str, exc: Exception) -> dict[str, Any]:
+        """The error row standing for ``row``: lineage, tokens and seed kept, the recipe's fields (the bad value among
+        them) left out and named."""
+        bad = [
+            name
+            for name, value in row.items()
+            if name in self.schema.names and not _fits(value, self.schema.field(name).type)
+        ]
+        what = ", ".join(f"{name}={_preview(row[name])}" for name in bad) or f"{type(exc).__name__}: {exc}"
+        error = f"the sample cannot be stored ({what}): {type(exc).__name__}: {str(exc)[:200]}"
+        kept = {k: row.get(k) for k in ("prompt_tokens", "completion_tokens")}
+        return self._error(row["seed_id"], row["sample_index"], "output", error, seed_json, **kept)
 
     def _row(self, seed_id: str, index: int, **fields: Any) -> dict[str, Any]:
         return {
@@ -142,10 +172,11 @@ class GenerateActor:
 
     async def run_seed_row(self, row: dict[str, Any]) -> list[dict[str, Any]]:
         seed_id, seed_json = row["seed_id"], row["seed"]
-        try:
-            seed = json.loads(seed_json)
-        except ValueError as exc:
-            return [self._error(seed_id, 0, "input", f"seed is not valid JSON: {exc}", seed_json)]
+        # The reader says why a seed cannot be used; parsed again here, a seed nested just under the parser's limit
+        # in the driver can pass it on this deeper stack.
+        seed, error = (None, row["error"]) if row.get("error") else parse_seed(seed_json)
+        if seed is None:
+            return [self._error(seed_id, 0, "input", f"seed unusable: {error}", seed_json)]
         missing = [f for f in self.recipe.required_fields if not isinstance(seed.get(f), str) or not seed[f].strip()]
         if missing:
             return [
@@ -186,3 +217,19 @@ class GenerateActor:
                 **tokens,
             )
         return self._row(seed_id, index, status="ok", **sample.fields, **tokens)
+
+
+_ARROW_ERRORS = (pa.ArrowException, ValueError, TypeError, OverflowError)
+
+
+def _fits(value: Any, type_: pa.DataType) -> bool:
+    try:
+        pa.array([value], type=type_)
+    except _ARROW_ERRORS:
+        return False
+    return True
+
+
+def _preview(value: Any) -> str:
+    """A short, printable, UTF-8-safe view of a bad value for the error message."""
+    return ascii(value)[:120]

@@ -171,7 +171,7 @@ class DryRunEngine:
             return Completion(error=f"prompt has {prompt_tokens} tokens, over max_model_len={self.max_model_len}")
         max_tokens = int(params.get("max_tokens") or 64)
         texts = [prompt if self.echo else self._text(prompt, i, max_tokens) for i in range(n)]
-        if json_schema is not None:
+        if json_schema is not None and not (self.echo and _is_json(prompt)):  # echo plants JSON outputs as they are
             texts = [json.dumps(self._fake(json_schema, t.split())) for t in texts]
         # Yield like a real engine call, so concurrency bugs show up in unit tests; latency_s stands in for generation
         # time in scale and fault tests.
@@ -187,6 +187,14 @@ class DryRunEngine:
 
     def shutdown(self) -> None:
         pass
+
+
+def _is_json(text: str) -> bool:
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
 
 
 class VLLMEngine:

@@ -241,7 +241,7 @@ def _examples(tables: dict[str, pa.Table | None]) -> dict[str, pa.Table | None]:
 def sample_seeds(source: dict[str, Any], limit: int = quality.SAMPLE_ROWS) -> list[str] | None:
     """Up to ``limit`` seed rows as JSON, or None when the source cannot be read from here (a rebuild elsewhere)."""
     try:
-        return [seed for _, seed in itertools.islice(iter_seeds(source), limit)]
+        return [seed for _, seed, error in itertools.islice(iter_seeds(source), limit) if not error]
     except (OSError, ValueError) as exc:
         log.warning("seeds not readable for the vocabulary overlap (%s): left out of the report", exc)
         return None

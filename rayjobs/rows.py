@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SEED_SCHEMA = pa.schema([("seed_id", pa.string()), ("seed", pa.string())])
+# A seed as it travels to the engines: its id, the row as JSON, and why it cannot be used (empty when it can).
+SEED_SCHEMA = pa.schema([("seed_id", pa.string()), ("seed", pa.string()), ("error", pa.string())])
 
 LINEAGE = [
     ("id", pa.string()),

@@ -2,9 +2,10 @@
 
 The driver scans every seed before any engine starts, so a missing or unreadable file stops the run at once with
 the file's name; it keeps only where each chunk of seeds starts, and Ray Data read tasks read the chunks where they
-lie, so the driver's memory does not grow with the input. Each seed becomes ``(seed_id, seed)`` where ``seed`` is
-the row as JSON: files with different columns flow through one schema, and a line that is not valid JSON travels
-as-is to become an ``errors/`` row.
+lie, so the driver's memory does not grow with the input. Each seed becomes ``(seed_id, seed, error)`` where
+``seed`` is the row as JSON: files with different columns flow through one schema. A seed that cannot be used (a line
+that is not a JSON object, text UTF-8 cannot encode) travels with ``error`` set, to become an ``errors/`` row; only a
+whole file that cannot be read stops the run.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ import functools
 import hashlib
 import itertools
 import json
+import lzma
 import posixpath
+import zlib
 from array import array
 from collections.abc import Iterator, Mapping, Set
 from dataclasses import dataclass, field
@@ -27,7 +30,7 @@ import pyarrow.parquet as pq
 from ray.data import Datasource, ReadTask
 from ray.data.block import BlockMetadata
 
-from generation.seeds import DEFAULT_SET, builtin_seeds
+from generation.seeds import DEFAULT_SET, builtin_seeds, parse_seed
 from rayjobs.rows import SEED_SCHEMA
 
 FORMATS = {"jsonl": (".jsonl", ".json", ".jsonl.gz"), "parquet": (".parquet",)}
@@ -60,30 +63,38 @@ def list_files(uri: str, fmt: str, storage_options: Mapping[str, Any] | None = N
     return fs, root, files
 
 
-def _jsonl_rows(fs: Any, path: str, offset: int = 0, line: int = 1) -> Iterator[tuple[int, int, dict | None, str]]:
-    """(byte offset, line number, row or None when not a JSON object, raw text) of every non-blank line from
+def _jsonl_rows(fs: Any, path: str, offset: int = 0, line: int = 1) -> Iterator[tuple[int, int, dict | None, str, str]]:
+    """(byte offset, line number, row or None, raw text, why the line is no seed or "") of every non-blank line from
     ``offset`` (the start of line ``line``) on. Offsets are into the decompressed stream."""
-    with fs.open(path, "rb", compression="infer") as f:
-        if offset:
-            f.seek(offset)
-        number, position = line - 1, offset
-        while raw := f.readline():
-            number, start, position = number + 1, position, position + len(raw)
-            try:
-                text = raw.decode("utf-8").strip()
-            except UnicodeDecodeError as exc:
-                raise ValueError(f"{path}: line {number} is not UTF-8 ({exc})") from exc
-            if not text:
-                continue
-            try:
-                row = json.loads(text)
-            except ValueError:
-                row = None
-            yield start, number, row if isinstance(row, dict) else None, text
+    number = line - 1
+    try:
+        with fs.open(path, "rb", compression="infer") as f:
+            if offset:
+                f.seek(offset)
+            position = offset
+            while raw := f.readline():
+                number, start, position = number + 1, position, position + len(raw)
+                try:
+                    text = raw.decode("utf-8").strip()
+                except UnicodeDecodeError as exc:
+                    raise ValueError(f"{path}: line {number} is not UTF-8 ({exc})") from exc
+                if text:
+                    row, error = parse_seed(text)
+                    yield start, number, row, text, error and f"line {number}: {error}"
+    except (EOFError, OSError, zlib.error, lzma.LZMAError) as exc:
+        # A compressed file cut short (EOFError), not compressed as its name says (BadGzipFile), corrupt, unreadable.
+        if isinstance(exc, FileNotFoundError):
+            raise
+        raise ValueError(
+            f"{path}: cannot be read past line {number} ({type(exc).__name__}: {exc}); "
+            "a compressed file may be cut short or not be what its name says"
+        ) from exc
 
 
-def _parquet_rows(fs: Any, path: str, offset: int = 0, line: int = 1) -> Iterator[tuple[int, int, dict | None, str]]:
-    """(row index, row number, row, "") from row index ``offset`` on, reading only the row groups needed."""
+def _parquet_rows(
+    fs: Any, path: str, offset: int = 0, line: int = 1
+) -> Iterator[tuple[int, int, dict | None, str, str]]:
+    """(row index, row number, row, "", "") from row index ``offset`` on, reading only the row groups needed."""
     try:
         with fs.open(path, "rb") as f:
             parquet = pq.ParquetFile(f)
@@ -96,7 +107,7 @@ def _parquet_rows(fs: Any, path: str, offset: int = 0, line: int = 1) -> Iterato
     except Exception as exc:
         raise ValueError(f"{path}: not a readable Parquet file ({type(exc).__name__}: {exc})") from exc
     for index, row in enumerate(table.to_pylist()):
-        yield offset + index, line + index, row, ""
+        yield offset + index, line + index, row, "", ""
 
 
 @dataclass(frozen=True)
@@ -125,10 +136,10 @@ class SeedPlan:
     chunks: list[SeedChunk] = field(default_factory=list)  # only chunks with pending seeds
 
 
-def _records(source: Mapping[str, Any]) -> Iterator[tuple[str, str, int, int, str, str]]:
-    """(path, label, offset, line, seed_id, seed JSON) of every seed of ``source`` in a stable order, up to
-    ``source.limit``. ``seed`` is the row as JSON; a line that is not a JSON object travels raw, to become an
-    ``errors/`` row with the reason."""
+def _records(source: Mapping[str, Any]) -> Iterator[tuple[str, str, int, int, str, str, str]]:
+    """(path, label, offset, line, seed_id, seed JSON, error) of every seed of ``source`` in a stable order, up to
+    ``source.limit``. ``seed`` is the row as JSON; a seed that cannot be used keeps its text (a broken line raw) and
+    says why in ``error``, to become an ``errors/`` row."""
     kind, limit = source.get("kind"), source.get("limit")
     columns = dict(source.get("columns") or {})
     if limit is not None and limit < 0:
@@ -139,18 +150,18 @@ def _records(source: Mapping[str, Any]) -> Iterator[tuple[str, str, int, int, st
             if limit is not None and count >= limit:
                 return
             count += 1
-            yield "", "", index, index + 1, str(task["id"]), json.dumps(_remap(task, columns), ensure_ascii=False)
+            yield "", "", index, index + 1, str(task["id"]), json.dumps(_remap(task, columns), ensure_ascii=False), ""
         return
     fs, root, files = _files(source)
     for path in files:
         label = posixpath.relpath(path, root)
         rows_in_file = 0
-        for offset, number, row, raw in _READERS[kind](fs, path):
+        for offset, number, row, raw, error in _READERS[kind](fs, path):
             if limit is not None and count >= limit:
                 return
             count += 1
             rows_in_file += 1
-            yield (path, label, offset, number, *_seed(row, raw, label, number, columns))
+            yield (path, label, offset, number, *_seed(row, raw, error, label, number, columns))
         if rows_in_file == 0:  # an empty part usually means a failed export upstream: say so rather than guess
             raise ValueError(f"{path}: the file holds no seeds (empty); remove it or point source.uri elsewhere")
 
@@ -167,17 +178,43 @@ def _files(source: Mapping[str, Any]) -> tuple[Any, str, list[str]]:
     return list_files(source["uri"], kind, source.get("storage_options"))
 
 
-def _seed(row: dict[str, Any] | None, raw: str, label: str, number: int, columns: Mapping[str, str]) -> tuple[str, str]:
+def _seed(
+    row: dict[str, Any] | None, raw: str, error: str, label: str, number: int, columns: Mapping[str, str]
+) -> tuple[str, str, str]:
+    """(seed_id, seed JSON, error): the JSON is always valid UTF-8, so one seed can never fail its whole block."""
+    fallback = f"{label}:{number}"
     if row is None:  # broken line: keep the raw text so the row lands in errors/ with the reason
-        return f"{label}:{number}", raw
+        return fallback, raw, error
     row = _remap(row, columns)
-    return _seed_id(row, label, number), json.dumps(row, ensure_ascii=False, default=str)
+    seed_id = _seed_id(row, label, number)
+    try:
+        seed = json.dumps(row, ensure_ascii=False, default=str)
+    except (ValueError, TypeError, RecursionError) as exc:
+        return fallback, raw, f"seed cannot be written as JSON ({type(exc).__name__}: {exc})"
+    if not _encodable(seed_id):
+        # The id is hashed and stored as text: the row keeps its place under the file:line id instead.
+        escaped = json.dumps(row, ensure_ascii=True, default=str)
+        return fallback, escaped, f"seed id {ascii(seed_id)} is text UTF-8 cannot encode; the seed is {fallback}"
+    if not _encodable(seed):
+        field = next((k for k, v in row.items() if not _encodable(json.dumps(v, ensure_ascii=False, default=str))), "")
+        where = f" in field {field!r}" if field else ""
+        why = f"seed holds text UTF-8 cannot encode{where} (a lone surrogate such as '\\ud800': half an escaped emoji?)"
+        return seed_id, json.dumps(row, ensure_ascii=True, default=str), why
+    return seed_id, seed, ""
 
 
-def iter_seeds(source: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
-    """(seed_id, seed JSON) for every seed of ``source``, in a stable order, up to ``source.limit``."""
-    for *_, seed_id, seed in _records(source):
-        yield seed_id, seed
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def iter_seeds(source: Mapping[str, Any]) -> Iterator[tuple[str, str, str]]:
+    """(seed_id, seed JSON, error) for every seed of ``source``, in a stable order, up to ``source.limit``."""
+    for *_, seed_id, seed, error in _records(source):
+        yield seed_id, seed, error
 
 
 def plan_seeds(source: Mapping[str, Any], block_rows: int, committed: Set[str] = frozenset()) -> SeedPlan:
@@ -188,7 +225,7 @@ def plan_seeds(source: Mapping[str, Any], block_rows: int, committed: Set[str] =
     """
     plan, hashes = SeedPlan(), array("Q")
     chunk: dict[str, Any] | None = None
-    for path, label, offset, line, seed_id, _ in _records(source):
+    for path, label, offset, line, seed_id, _, _ in _records(source):
         if chunk is not None and (chunk["path"] != path or chunk["rows"] == block_rows):
             _close(plan, chunk)
             chunk = None
@@ -224,7 +261,7 @@ def _refuse_repeated_ids(source: Mapping[str, Any], hashes: np.ndarray) -> None:
     if not repeated:
         return
     seen: set[str] = set()
-    for seed_id, _ in iter_seeds(source):
+    for seed_id, _, _ in iter_seeds(source):
         if _id_hash(seed_id) in repeated:
             if seed_id in seen:
                 raise ValueError(
@@ -240,16 +277,18 @@ def read_chunk(source: Mapping[str, Any], chunk: SeedChunk) -> pa.Table:
     if chunk.path == "":
         tasks = builtin_seeds(source.get("dataset") or DEFAULT_SET)[chunk.offset : chunk.offset + chunk.rows]
         records = [
-            (chunk.line + i, str(t["id"]), json.dumps(_remap(t, columns), ensure_ascii=False))
+            (chunk.line + i, str(t["id"]), json.dumps(_remap(t, columns), ensure_ascii=False), "")
             for i, t in enumerate(tasks)
         ]
     else:
         # The chunk names its file: no listing of the source again (a directory on S3 would be listed per chunk).
         fs = fsspec.core.url_to_fs(source["uri"], **dict(source.get("storage_options") or {}))[0]
         rows = itertools.islice(_READERS[source["kind"]](fs, chunk.path, chunk.offset, chunk.line), chunk.rows)
-        records = [(number, *_seed(row, raw, chunk.label, number, columns)) for _, number, row, raw in rows]
-    pending = [(seed_id, seed) for number, seed_id, seed in records if number not in chunk.skip]
-    return pa.table([[p[0] for p in pending], [p[1] for p in pending]], schema=SEED_SCHEMA)
+        records = [
+            (number, *_seed(row, raw, error, chunk.label, number, columns)) for _, number, row, raw, error in rows
+        ]
+    pending = [record[1:] for record in records if record[0] not in chunk.skip]
+    return pa.table([list(column) for column in zip(*pending, strict=True)] or [[], [], []], schema=SEED_SCHEMA)
 
 
 class SeedDatasource(Datasource):

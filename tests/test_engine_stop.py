@@ -72,7 +72,7 @@ def _actor(state: Any) -> tuple[GenerateActor, _Engine]:
 
 
 def _batch(*ids: str) -> pa.Table:
-    return pa.table([list(ids), [f'{{"instruction": "hi {i}"}}' for i in ids]], schema=SEED_SCHEMA)
+    return pa.table([list(ids), [f'{{"instruction": "hi {i}"}}' for i in ids], [""] * len(ids)], schema=SEED_SCHEMA)
 
 
 def test_a_batch_counts_once_and_the_expected_total_wakes_the_waiters():

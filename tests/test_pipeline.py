@@ -76,6 +76,58 @@ def test_bad_rows_go_to_errors_and_every_seed_is_accounted(ray_session, dry_conf
     assert seen == {"good", "no-instruction", "wrong-type", "seeds.jsonl:4", "dup-text"}
 
 
+def test_seeds_and_outputs_arrow_cannot_hold_become_error_rows_and_the_run_completes(ray_session, dry_config, tmp_path):
+    """One bad string used to fail its whole batch (Ray retried it, then the run died): in a seed's text or id (text
+    UTF-8 cannot encode), in model output (an escape of half an emoji parsed out of JSON) or a recipe field of the
+    wrong type. Every other seed of the batch completes."""
+    lines = [
+        json.dumps({"id": "good", "text": '{"label": "fine", "count": 3}'}),
+        '{"id": "in-surrogate", "text": "bad \\ud800 text"}',
+        '{"id": "id-\\udfff", "text": "{}"}',
+        "[1, 2]",
+        "[" * 50_000 + "]" * 50_000,
+        json.dumps({"id": "out-surrogate", "text": '{"label": "half an emoji \\ud83d", "count": 1}'}),
+        json.dumps({"id": "out-type", "text": '{"label": "ok", "count": "many"}'}),
+        json.dumps({"id": "good-2", "text": '{"label": "also fine", "count": 4}'}),
+    ]
+    seeds = tmp_path / "seeds.jsonl"
+    seeds.write_text("\n".join(lines) + "\n")
+    config = dry_config(
+        "recipe=template",
+        "source=jsonl",
+        f"source.uri={seeds}",
+        "model.echo=true",
+        "model.batch_size=8",
+        "filters=none",
+        "recipe.messages=[{role: user, content: '{text}'}]",
+        "+recipe.json_schema={type: object, properties: {label: {type: string}, count: {type: integer}}}",
+    )
+    result = run(config)
+    errors = {e["seed_id"]: e for e in _read(config["sink"]["uri"], "errors").to_pylist()}
+    stages = {seed_id: e["stage"] for seed_id, e in errors.items()}
+    assert stages == {
+        "in-surrogate": "input",
+        "seeds.jsonl:3": "input",  # the unencodable id falls back to file:line, and says so
+        "seeds.jsonl:4": "input",
+        "seeds.jsonl:5": "input",
+        "out-surrogate": "output",
+        "out-type": "output",
+    }
+    assert "UTF-8 cannot encode in field 'text'" in errors["in-surrogate"]["error"]
+    assert "seed id 'id-\\udfff'" in errors["seeds.jsonl:3"]["error"]
+    assert "not an object" in errors["seeds.jsonl:4"]["error"]
+    assert "nested deeper" in errors["seeds.jsonl:5"]["error"]
+    assert "label='half an emoji \\ud83d'" in errors["out-surrogate"]["error"]
+    assert "count='many'" in errors["out-type"]["error"] and errors["out-type"]["completion_tokens"] > 0
+    assert all(e["seed"] for e in errors.values())
+    data = _read(config["sink"]["uri"], "data").to_pylist()
+    assert sorted((r["seed_id"], r["label"], r["count"]) for r in data) == [
+        ("good", "fine", 3),
+        ("good-2", "also fine", 4),
+    ]
+    assert result.summary["seeds_accounted"] == result.summary["seeds_read"] == 8
+
+
 def test_an_oversized_seed_becomes_an_error_and_its_batch_is_unaffected(ray_session, dry_config, tmp_path):
     seeds = tmp_path / "seeds.jsonl"
     huge = "word " * 600_000  # 3 MB: over the engine's context, and a big row for every stage to carry

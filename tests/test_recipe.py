@@ -145,6 +145,6 @@ def test_dead_engine_fails_the_batch_instead_of_blaming_seeds():
         schema=row_schema(SelfInstruct.columns),
     )
     actor.engine = _Dead()
-    seeds = pa.table([["a"], ['{"instruction": "Say hi to me."}']], schema=SEED_SCHEMA)
+    seeds = pa.table([["a"], ['{"instruction": "Say hi to me."}'], [""]], schema=SEED_SCHEMA)
     with pytest.raises(EngineUnavailable):
         asyncio.run(actor(seeds))

@@ -15,16 +15,16 @@ from tests.conftest import write_jsonl
 
 def test_builtin_source_uses_task_ids_and_limit():
     seeds = list(iter_seeds({"kind": "builtin", "limit": 5}))
-    assert [s for s, _ in seeds] == ["seed-001", "seed-002", "seed-003", "seed-004", "seed-005"]
-    assert json.loads(seeds[0][1])["instruction"]
+    assert [s for s, _, _ in seeds] == ["seed-001", "seed-002", "seed-003", "seed-004", "seed-005"]
+    assert json.loads(seeds[0][1])["instruction"] and not any(error for _, _, error in seeds)
 
 
 def test_jsonl_ids_from_column_or_file_and_line(tmp_path):
     write_jsonl(tmp_path / "a.jsonl", [{"id": "k1", "instruction": "x"}, {"instruction": "y"}])
-    seeds = dict(iter_seeds({"kind": "jsonl", "uri": str(tmp_path / "a.jsonl")}))
-    assert set(seeds) == {"k1", "a.jsonl:2"}
+    seeds = [s for s, _, _ in iter_seeds({"kind": "jsonl", "uri": str(tmp_path / "a.jsonl")})]
+    assert seeds == ["k1", "a.jsonl:2"]
     # Stable across reruns.
-    assert dict(iter_seeds({"kind": "jsonl", "uri": str(tmp_path / "a.jsonl")})) == seeds
+    assert [s for s, _, _ in iter_seeds({"kind": "jsonl", "uri": str(tmp_path / "a.jsonl")})] == seeds
 
 
 def test_directory_and_glob_skip_bookkeeping_files(tmp_path):
@@ -32,16 +32,48 @@ def test_directory_and_glob_skip_bookkeeping_files(tmp_path):
     write_jsonl(tmp_path / "a.jsonl", [{"instruction": "a"}])
     (tmp_path / "_SUCCESS").write_text("")
     (tmp_path / ".a.jsonl.crc").write_text("junk")
-    by_dir = [s for s, _ in iter_seeds({"kind": "jsonl", "uri": str(tmp_path)})]
-    by_glob = [s for s, _ in iter_seeds({"kind": "jsonl", "uri": str(tmp_path / "*.jsonl")})]
+    by_dir = [s for s, _, _ in iter_seeds({"kind": "jsonl", "uri": str(tmp_path)})]
+    by_glob = [s for s, _, _ in iter_seeds({"kind": "jsonl", "uri": str(tmp_path / "*.jsonl")})]
     assert by_dir == by_glob == ["a.jsonl:1", "b.jsonl:1"]
 
 
-def test_broken_json_line_travels_raw_for_an_error_row(tmp_path):
-    write_jsonl(tmp_path / "s.jsonl", [{"instruction": "ok"}, '{"instruction": "trunc', "[1, 2]"])
+def test_broken_json_line_travels_raw_with_the_reason_for_an_error_row(tmp_path):
+    write_jsonl(tmp_path / "s.jsonl", [{"instruction": "ok"}, '{"instruction": "trunc', "[1, 2]", "7" * 5000])
     seeds = list(iter_seeds({"kind": "jsonl", "uri": str(tmp_path / "s.jsonl")}))
-    assert seeds[1] == ("s.jsonl:2", '{"instruction": "trunc')
-    assert seeds[2] == ("s.jsonl:3", "[1, 2]")
+    assert seeds[0][2] == ""
+    assert seeds[1][:2] == ("s.jsonl:2", '{"instruction": "trunc') and "line 2: not valid JSON" in seeds[1][2]
+    assert seeds[2] == ("s.jsonl:3", "[1, 2]", "line 3: a JSON array, not an object with fields")
+    assert "Exceeds the limit" in seeds[3][2]  # a 5000-digit number: Python's int conversion limit
+
+
+def test_seeds_utf8_cannot_encode_and_deep_nesting_become_error_seeds_not_crashes(tmp_path):
+    lines = [
+        json.dumps({"id": "good", "instruction": "fine"}),
+        '{"id": "surrogate", "instruction": "bad \\ud800 half an emoji"}',
+        '{"id": "bad-id-\\udfff", "instruction": "fine text"}',
+        "[" * 100_000 + "]" * 100_000,
+    ]
+    (tmp_path / "s.jsonl").write_text("\n".join(lines) + "\n")
+    source = {"kind": "jsonl", "uri": str(tmp_path / "s.jsonl")}
+    seeds = {seed_id: (seed, error) for seed_id, seed, error in iter_seeds(source)}
+    assert list(seeds) == ["good", "surrogate", "s.jsonl:3", "s.jsonl:4"]  # the bad id falls back to file:line
+    assert "UTF-8 cannot encode in field 'instruction'" in seeds["surrogate"][1]
+    assert "seed id 'bad-id-\\udfff'" in seeds["s.jsonl:3"][1] and "the seed is s.jsonl:3" in seeds["s.jsonl:3"][1]
+    assert "nested deeper" in seeds["s.jsonl:4"][1]
+    for seed, _ in seeds.values():
+        seed.encode("utf-8")  # every seed travels as valid UTF-8: Arrow takes it
+    assert json.loads(seeds["surrogate"][0])["instruction"] == "bad \ud800 half an emoji"  # escaped, not lost
+    assert _read_all(source, block_rows=4)[1]["error"] == seeds["surrogate"][1]  # a read task builds its block
+
+
+def test_a_compressed_file_cut_short_or_mislabelled_names_the_file(tmp_path):
+    whole = gzip.compress(b"".join(json.dumps({"instruction": f"task {i}"}).encode() + b"\n" for i in range(2000)))
+    (tmp_path / "cut.jsonl.gz").write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(ValueError, match=r"cut.jsonl.gz: cannot be read past line \d+ \(EOFError"):
+        plan_seeds({"kind": "jsonl", "uri": str(tmp_path / "cut.jsonl.gz")}, block_rows=8)
+    (tmp_path / "plain.jsonl.gz").write_text('{"instruction": "not gzip"}\n')
+    with pytest.raises(ValueError, match=r"plain.jsonl.gz: cannot be read past line 0 \(BadGzipFile"):
+        plan_seeds({"kind": "jsonl", "uri": str(tmp_path / "plain.jsonl.gz")}, block_rows=8)
 
 
 def test_parquet_source_and_column_mapping(tmp_path):
@@ -49,7 +81,7 @@ def test_parquet_source_and_column_mapping(tmp_path):
     seeds = list(
         iter_seeds({"kind": "parquet", "uri": str(tmp_path / "s.parquet"), "columns": {"prompt": "instruction"}})
     )
-    assert [json.loads(s)["instruction"] for _, s in seeds] == ["p1", "p2"]
+    assert [json.loads(s)["instruction"] for _, s, _ in seeds] == ["p1", "p2"]
 
 
 def test_whole_file_problems_name_the_file(tmp_path):
@@ -108,11 +140,11 @@ def test_chunks_read_where_they_lie_give_the_same_seeds_as_one_pass(tmp_path, na
     text = ("\n".join(lines) + "\n").encode()
     (tmp_path / name).write_bytes(gzip.compress(text) if name.endswith(".gz") else text)
     source = {"kind": "jsonl", "uri": str(tmp_path / name)}
-    expected = [{"seed_id": i, "seed": s} for i, s in iter_seeds(source)]
+    expected = [{"seed_id": i, "seed": s, "error": e} for i, s, e in iter_seeds(source)]
     plan = plan_seeds(source, block_rows=5)
     assert plan.seeds == len(expected) == 51 and [c.rows for c in plan.chunks] == [5] * 10 + [1]
     assert _read_all(source, block_rows=5) == expected
-    assert expected[9] == {"seed_id": "s.jsonl:11".replace("s.jsonl", name), "seed": '{"broken'}
+    assert expected[9]["seed_id"] == f"{name}:11" and expected[9]["seed"] == '{"broken' and expected[9]["error"]
 
 
 def test_parquet_chunks_read_only_their_row_groups_and_limit_cuts(tmp_path):

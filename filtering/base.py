@@ -29,8 +29,9 @@ class Filter:
             self.fields = list(default_fields)
 
     def texts(self, row: dict[str, Any]) -> list[tuple[str, str]]:
-        """(field, text) pairs this filter reads from ``row``; missing or null fields read as empty text."""
-        return [(field, row.get(field) or "") for field in self.fields or ()]
+        """(field, text) pairs this filter reads from ``row``; missing or null fields read as empty text, a list of
+        chat messages as their contents (``as_text``)."""
+        return [(field, as_text(row.get(field))) for field in self.fields or ()]
 
     def text(self, row: dict[str, Any], sep: str = "\n") -> str:
         """The fields this filter reads, joined into one text."""
@@ -41,6 +42,26 @@ class Filter:
 
     def keep_batch(self, rows: list[dict[str, Any]]) -> list[Verdict]:
         return [as_verdict(self.keep(row), self.name) for row in rows]
+
+
+def is_messages(value: Any) -> bool:
+    """Whether ``value`` is a conversation: a list of ``{role, content}`` mappings (a ``list<struct>`` column)."""
+    return isinstance(value, list) and bool(value) and all(isinstance(m, dict) and "content" in m for m in value)
+
+
+def as_text(value: Any) -> str:
+    """A column's value as the text filters and quality figures read: a string as it is, a conversation as its
+    messages' contents joined by newlines (so a refusal in any turn is seen), a list of strings joined by newlines,
+    null as empty text."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if is_messages(value):
+        return "\n".join(str(m.get("content") or "") for m in value)
+    if isinstance(value, list):
+        return "\n".join(as_text(item) for item in value)
+    return str(value)
 
 
 def as_verdict(result: bool | Verdict, default_reason: str) -> Verdict:

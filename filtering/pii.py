@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 import pyarrow as pa
 
-from filtering.base import Filter
+from filtering.base import Filter, is_messages
 
 PATTERNS = {
     "email": re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)*\.[A-Za-z]{2,}\b"),
@@ -51,16 +51,28 @@ class PIIRedactor(Filter):
         self.kinds = [k for k in PATTERNS if k in kinds]
         self.totals: Counter = Counter()
 
+    def redact(self, text: str) -> tuple[str, int]:
+        count = 0
+        for kind in _possible_kinds(text, self.kinds):
+            text, n = PATTERNS[kind].subn(f"[{kind.upper()}]", text)
+            count += n
+            self.totals[kind] += n
+        return text, count
+
     def rewrite(self, row: dict[str, Any]) -> None:
         count = 0
-        for field, text in self.texts(row):
-            if not text:
-                continue
-            for kind in _possible_kinds(text, self.kinds):
-                text, n = PATTERNS[kind].subn(f"[{kind.upper()}]", text)
+        for field in self.fields or ():
+            value = row.get(field)
+            if isinstance(value, str) and value:
+                row[field], n = self.redact(value)
                 count += n
-                self.totals[kind] += n
-            row[field] = text
+            elif is_messages(value):  # a conversation: each turn's content, roles kept
+                turns = []
+                for message in value:
+                    content, n = self.redact(str(message.get("content") or ""))
+                    turns.append({**message, "content": content})
+                    count += n
+                row[field] = turns
         row["pii_redactions"] = (row.get("pii_redactions") or 0) + count
 
     def drain_counters(self) -> dict[str, int]:

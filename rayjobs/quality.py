@@ -16,7 +16,8 @@ from collections.abc import Iterable
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
+
+from filtering.base import as_text
 
 SAMPLE_ROWS = 20_000
 # Lower-cased words and single punctuation marks: a tokenizer-free stand-in for model tokens, stable across models.
@@ -114,10 +115,11 @@ def dedup_rates(summary: dict[str, Any]) -> dict[str, float] | None:
 
 
 def text_of(table: pa.Table, field: str) -> list[str]:
+    """The non-empty texts of a column, read as the filters read them (a conversation as its turns' contents)."""
     column = table[field]
-    if not pa.types.is_string(column.type) and not pa.types.is_large_string(column.type):
-        column = pc.cast(column, pa.string())
-    return [v for v in column.to_pylist() if v]
+    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+        return [v for v in column.to_pylist() if v]
+    return [text for text in map(as_text, column.to_pylist()) if text]
 
 
 def figures(
@@ -144,7 +146,7 @@ def figures(
             "lengths": [len(t) for t in toks],
         }
     columns = [kept[f].to_pylist() for f in fields]
-    joined = [" ".join(str(v or "") for v in values) for values in zip(*columns, strict=True)]
+    joined = [" ".join(map(as_text, values)) for values in zip(*columns, strict=True)]
     if dedup is not None:
         dedup["after"] = round(duplicate_rate(joined), 4)
     result["dedup"] = dedup or {"after": round(duplicate_rate(joined), 4)}

@@ -17,6 +17,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from filtering.base import is_messages
 from rayjobs import plots, quality
 from rayjobs.card import render_card
 from rayjobs.sink import Sink
@@ -176,9 +177,18 @@ def _card(row: dict[str, Any], fields: list[str], kind: str) -> str:
         tags += f"<span class='tag why'>{_e(row.get('rejected_by'))}: {_e(row.get('reject_reason'))}</span>"
     if kind == "errors":
         tags += f"<span class='tag why'>{_e(row.get('stage'))}: {_e(row.get('error'))}</span>"
-    body = "".join(f"<div><b>{_e(f)}</b><pre>{_e(row.get(f))}</pre></div>" for f in fields if row.get(f) is not None)
+    body = "".join(
+        f"<div><b>{_e(f)}</b><pre>{_e(_shown(row[f]))}</pre></div>" for f in fields if row.get(f) is not None
+    )
     step = _e(row.get("rejected_by", ""))
     return f"<div class='card {kind}' data-step='{step}'>{tags}{body}</div>"
+
+
+def _shown(value: Any) -> str:
+    """A field as a reader wants it in the sample browser: a conversation one ``speaker: text`` line per turn."""
+    if is_messages(value):
+        return "\n".join(f"{m.get('role') or '?'}: {m.get('content') or ''}" for m in value)
+    return str(value)
 
 
 def _browser(samples: dict[str, pa.Table | None], text_fields: list[str], steps: list[str]) -> str:

@@ -78,6 +78,21 @@ def test_filter_stage_applies_steps_in_order_and_records_rejects(ray_session):
     assert out[4]["rejected_by"] is None
 
 
+def test_a_conversation_column_reads_as_its_turns_and_pii_rewrites_each_turn():
+    from filtering.base import as_text
+    from filtering.pii import PIIRedactor
+
+    turns = [{"role": "Ann", "content": "Mail me at ann@example.com"}, {"role": "Bo", "content": "As an AI, no."}]
+    assert as_text(turns) == "Mail me at ann@example.com\nAs an AI, no."
+    assert as_text(None) == "" and as_text(["a", "b"]) == "a\nb" and as_text("x") == "x"
+    [(_, refusal)] = build_filters({"refusal": {}}, ["messages"])
+    assert not refusal.keep_batch([{"messages": turns}])[0][0]  # the refusal is in the second turn
+    assert refusal.keep_batch([{"messages": turns[:1]}]) == [(True, None)]
+    row = {"messages": [dict(m) for m in turns]}
+    PIIRedactor(fields=["messages"]).rewrite(row)
+    assert row["messages"][0] == {"role": "Ann", "content": "Mail me at [EMAIL]"} and row["pii_redactions"] == 1
+
+
 def test_unknown_filter_and_bad_params_name_the_step():
     with pytest.raises(ValueError, match=r"filters.nope: unknown filter 'nope'; valid choices: \["):
         build_filters({"nope": {}}, ["response"])

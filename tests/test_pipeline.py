@@ -128,6 +128,49 @@ def test_seeds_and_outputs_arrow_cannot_hold_become_error_rows_and_the_run_compl
     assert result.summary["seeds_accounted"] == result.summary["seeds_read"] == 8
 
 
+def _planted_dialogue(turns: list[tuple[str, str]]) -> str:
+    """A dialogue seed whose topic makes the echo engine answer every step of the recipe: its subtopic is a JSON
+    object holding the personas, the plan and the turns, which the overridden prompts echo back."""
+    everything = {
+        "personas": [{"name": "Ann", "description": "a nurse"}, {"name": "Bo", "description": "a chef"}],
+        "setting": "a cafe",
+        "tone": "warm",
+        "goal": "plan a trip",
+        "turns": [{"speaker": s, "text": text} for s, text in turns],
+    }
+    return json.dumps({"subtopics": [json.dumps(everything)]})
+
+
+def test_filters_and_figures_read_every_turn_of_a_dialogue(ray_session, dry_config, tmp_path):
+    refusing = [("Ann", "Shall we go to Lisbon in May?"), ("Bo", "I'm sorry, but I can't help with planning trips.")]
+    clean = [("Ann", "Shall we go to Porto in June this year?"), ("Bo", "Yes, the river walks are lovely then.")]
+    seeds = write_jsonl(
+        tmp_path / "topics.jsonl",
+        [{"id": "refusing", "topic": _planted_dialogue(refusing)}, {"id": "clean", "topic": _planted_dialogue(clean)}],
+    )
+    config = dry_config(
+        "recipe=dialogue",
+        "source=jsonl",
+        f"source.uri={seeds}",
+        "model.echo=true",
+        "recipe.subtopics_per_topic=1",
+        "recipe.subtopic_prompt='{topic}'",
+        "recipe.persona_prompt='{subtopic}'",
+        "recipe.plan_prompt='{subtopic}'",
+        "recipe.dialogue_prompt='{plan}'",
+    )
+    result = run(config)
+    [rejected] = _read(config["sink"]["uri"], "rejected").to_pylist()
+    assert (rejected["seed_id"], rejected["rejected_by"]) == ("refusing", "refusal")  # the refusal was in turn 2
+    [kept] = _read(config["sink"]["uri"], "data").to_pylist()
+    assert kept["seed_id"] == "clean" and [m["role"] for m in kept["messages"]] == ["Ann", "Bo"]
+    record = json.loads(Sink(config["sink"]["uri"]).read_text("run.json"))
+    assert record["run"]["text_fields"] == ["messages"]
+    assert record["quality"]["fields"]["messages"]["distinct_1"] > 0  # figures from the turns' words
+    assert "Bo: Yes, the river walks are lovely then." in Sink(config["sink"]["uri"]).read_text("report.html")
+    assert result.summary["seeds_accounted"] == 2
+
+
 def test_an_oversized_seed_becomes_an_error_and_its_batch_is_unaffected(ray_session, dry_config, tmp_path):
     seeds = tmp_path / "seeds.jsonl"
     huge = "word " * 600_000  # 3 MB: over the engine's context, and a big row for every stage to carry

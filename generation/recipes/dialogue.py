@@ -81,7 +81,8 @@ class Dialogue:
         "plan": pa.string(),
         "messages": pa.list_(MESSAGE),
     }
-    text_fields: ClassVar[tuple[str, ...]] = ("subtopic",)
+    # Filters and quality figures read the conversation (its turns' contents joined by newlines), not its topic.
+    text_fields: ClassVar[tuple[str, ...]] = ("messages",)
     required_fields: ClassVar[tuple[str, ...]] = ("topic",)
 
     def __init__(

@@ -44,6 +44,7 @@ class GenerateActor:
     schema: the output row schema every batch is cast to.
     state: the run's ``RunStateActor`` (shared recipe state, throughput and start-up figures).
     cpus: the CPUs a local CPU engine may bind its compute threads to (None: leave affinity alone).
+    corpus: the run's corpus sample (seed rows) for recipes with a run-wide phase over the corpus.
     """
 
     def __init__(
@@ -56,6 +57,7 @@ class GenerateActor:
         schema: pa.Schema,
         state: Any = None,
         cpus: list[int] | None = None,
+        corpus: list[dict[str, Any]] | None = None,
     ) -> None:
         started = time.perf_counter()
         if cpus:
@@ -70,6 +72,8 @@ class GenerateActor:
         bind_state = getattr(self.recipe, "bind_state", None)
         if bind_state is not None:  # recipes with run-wide state (growing pools, once-per-run phases)
             bind_state(SharedState(state))
+        if corpus is not None:  # recipes whose run-wide phase reads a sample of the run's own source
+            self.recipe.bind_corpus(corpus)
         self.engine = build_engine(model, seed=run_seed)
         self.model, self.stopper = model, None
         if state is not None:

@@ -39,11 +39,12 @@ BOOKKEEPING = "_synthray"
 CONFIG = f"{BOOKKEEPING}/config.json"
 COMMITS = f"{BOOKKEEPING}/commits"
 ARTIFACTS = f"{BOOKKEEPING}/artifacts"  # run-wide values as soon as they exist, so a resumed run reuses them
+CORPUS_SAMPLE = f"{BOOKKEEPING}/corpus_sample.jsonl"  # seeds drawn for run-wide recipe phases, kept for a resume
 
 # The config keys whose change makes output incomparable; tuning (replicas, batch sizes, cluster) may change freely
 # between attempts, and credentials are never part of a fingerprint.
 _FINGERPRINT_KEYS = {
-    "run": ("name", "seed"),
+    "run": ("name", "seed", "corpus_sample"),
     "recipe": None,
     "filters": None,
     "source": ("kind", "uri", "dataset", "limit", "columns"),

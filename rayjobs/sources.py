@@ -17,6 +17,7 @@ import itertools
 import json
 import lzma
 import posixpath
+import random
 import zlib
 from array import array
 from collections.abc import Iterator, Mapping, Set
@@ -134,6 +135,7 @@ class SeedPlan:
     seeds: int = 0  # all seeds of the source (up to source.limit)
     committed: int = 0  # seeds an earlier attempt committed, skipped
     chunks: list[SeedChunk] = field(default_factory=list)  # only chunks with pending seeds
+    sample: list[tuple[str, str]] = field(default_factory=list)  # (seed_id, seed JSON) drawn for run-wide phases
 
 
 def _records(source: Mapping[str, Any]) -> Iterator[tuple[str, str, int, int, str, str, str]]:
@@ -217,15 +219,23 @@ def iter_seeds(source: Mapping[str, Any]) -> Iterator[tuple[str, str, str]]:
         yield seed_id, seed, error
 
 
-def plan_seeds(source: Mapping[str, Any], block_rows: int, committed: Set[str] = frozenset()) -> SeedPlan:
-    """Read every seed once and cut the source into chunks of ``block_rows`` seeds, skipping ``committed`` ones.
+def plan_seeds(
+    source: Mapping[str, Any],
+    block_rows: int,
+    committed: Set[str] = frozenset(),
+    sample_size: int = 0,
+    sample_seed: int = 0,
+) -> SeedPlan:
+    """Read every seed once and cut the source into chunks of ``block_rows`` seeds, skipping ``committed`` ones; with
+    ``sample_size``, also draw that many usable seeds uniformly at random (``plan.sample``, for run-wide phases).
 
     A missing, empty, unreadable or non-UTF-8 file, or a seed id used twice, stops the run here, naming it, before
     Ray or an engine starts. Only an 8-byte hash per seed id is held (for the repeat check), not the seeds.
     """
     plan, hashes = SeedPlan(), array("Q")
+    reservoir = Reservoir(sample_size, random.Random(sample_seed))
     chunk: dict[str, Any] | None = None
-    for path, label, offset, line, seed_id, _, _ in _records(source):
+    for path, label, offset, line, seed_id, seed, error in _records(source):
         if chunk is not None and (chunk["path"] != path or chunk["rows"] == block_rows):
             _close(plan, chunk)
             chunk = None
@@ -237,10 +247,34 @@ def plan_seeds(source: Mapping[str, Any], block_rows: int, committed: Set[str] =
         if seed_id in committed:
             chunk["skip"].add(line)
             plan.committed += 1
+        if not error:
+            reservoir.offer((seed_id, seed))
     if chunk is not None:
         _close(plan, chunk)
     _refuse_repeated_ids(source, np.frombuffer(hashes, dtype=np.uint64))
+    plan.sample = reservoir.drawn()
     return plan
+
+
+class Reservoir:
+    """A uniform random sample of ``size`` items from a stream of unknown length, in one pass and ``size`` items of
+    memory (reservoir sampling, Vitter's algorithm R); the same ``rng`` seed and stream give the same sample."""
+
+    def __init__(self, size: int, rng: random.Random) -> None:
+        self.size, self.rng, self.seen, self.items = size, rng, 0, []
+
+    def offer(self, item: Any) -> None:
+        self.seen += 1
+        if len(self.items) < self.size:
+            self.items.append(item)
+        elif self.size and (slot := self.rng.randrange(self.seen)) < self.size:
+            self.items[slot] = item
+
+    def drawn(self) -> list:
+        """The sample in random order, so any prefix of it is a uniform sample too."""
+        items = list(self.items)
+        self.rng.shuffle(items)
+        return items
 
 
 def _close(plan: SeedPlan, chunk: dict[str, Any]) -> None:

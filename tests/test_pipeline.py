@@ -7,6 +7,7 @@ import json
 import pyarrow.parquet as pq
 import pytest
 
+from generation.seeds import builtin_seeds
 from rayjobs.pipeline import run
 from rayjobs.sink import Sink
 from tests.conftest import SELF_INSTRUCT_COLUMNS, write_jsonl
@@ -169,6 +170,31 @@ def test_filters_and_figures_read_every_turn_of_a_dialogue(ray_session, dry_conf
     assert record["quality"]["fields"]["messages"]["distinct_1"] > 0  # figures from the turns' words
     assert "Bo: Yes, the river walks are lovely then." in Sink(config["sink"]["uri"]).read_text("report.html")
     assert result.summary["seeds_accounted"] == 2
+
+
+def test_taxonomy_phase_one_reads_only_the_runs_own_source(ray_session, dry_config, tmp_path):
+    texts = {f"mine-{i}": f"Harbour log {i}: the ferry left pier {i} late because of fog." for i in range(8)}
+    seeds = write_jsonl(tmp_path / "mine.jsonl", [{"id": k, "text": v} for k, v in texts.items()])
+    config = dry_config("recipe=taxonomy", "source=jsonl", f"source.uri={seeds}", "model.echo=true", "filters=none")
+    result = run(config)
+    sink = Sink(config["sink"]["uri"])
+    taxonomy = json.loads(sink.read_text("artifacts/taxonomy.json"))
+    assert set(taxonomy["sample_ids"]) <= set(texts) and len(taxonomy["sample_ids"]) == 8
+    # Echo mode summarises a text by repeating the prompt: every summary quotes one of the user's texts.
+    assert taxonomy["summaries"] and all("Harbour log" in s for s in taxonomy["summaries"])
+    builtin = {row["text"] for row in builtin_seeds("texts")}
+    assert not any(text in s for s in taxonomy["summaries"] for text in builtin)
+    corpus = [json.loads(line) for line in sink.read_text("_synthray/corpus_sample.jsonl").splitlines()]
+    assert sorted(r["id"] for r in corpus) == sorted(texts) and result.summary["corpus_sample"] == 8
+
+
+def test_a_recipe_that_cannot_use_the_corpus_sample_stops_before_ray_naming_it(dry_config, tmp_path):
+    seeds = write_jsonl(tmp_path / "notext.jsonl", [{"id": "a", "body": "x"}, {"id": "b", "body": "y"}])
+    config = dry_config("recipe=taxonomy", "source=jsonl", f"source.uri={seeds}")
+    with pytest.raises(ValueError, match=r"at least 2 texts; the run's corpus sample \(2 seeds; seeds need"):
+        run(config)
+    with pytest.raises(ValueError, match="run.corpus_sample must be a whole number"):
+        run(dry_config("recipe=taxonomy", "run.corpus_sample=0"))
 
 
 def test_an_oversized_seed_becomes_an_error_and_its_batch_is_unaffected(ray_session, dry_config, tmp_path):

@@ -16,8 +16,12 @@ from tests.conftest import make_config
 
 
 def _recipe(name: str, *overrides: str):
+    """The recipe a run would build, given its built-in seed set as the corpus sample (as source=builtin does)."""
     config = make_config([f"recipe={name}", "model=dry_run", *overrides])
-    return build_recipe(config["recipe"]), config
+    recipe = build_recipe(config["recipe"])
+    if hasattr(recipe, "bind_corpus"):
+        recipe.bind_corpus([dict(row) for row in builtin_seeds(config["source"]["dataset"])])
+    return recipe, config
 
 
 def _run(recipe, seed, engine=None):
@@ -177,26 +181,43 @@ def test_pseudo_label_majority_vote_and_confidence():
     assert none.stage == "parse"
 
 
-def test_taxonomy_phase_one_runs_once_and_labels_with_it():
-    recipe, _ = _recipe("taxonomy", "recipe.sample_size=4", "recipe.proposal_batch=2")
-    taxonomy = {"labels": [{"name": "billing", "description": "money"}, {"name": "bugs", "description": "errors"}]}
+def test_taxonomy_phase_one_generates_updates_per_batch_reviews_then_labels():
+    recipe, _ = _recipe("taxonomy", "recipe.sample_size=6", "recipe.batch_size=2")
+    steps = iter(
+        [
+            {"labels": [{"name": "billing", "description": "money"}, {"name": "bugs", "description": "errors"}]},
+            {"labels": [{"name": "billing", "description": "money"}, {"name": "crashes", "description": "apps"}]},
+            "not json",  # a failed update keeps the taxonomy it was given
+            {"labels": [{"name": "payments", "description": "money"}, {"name": "crashes", "description": "apps"}]},
+        ]
+    )
 
     def answer(prompt, schema):
         if schema and "labels" in schema["properties"]:
-            return taxonomy
+            return next(steps)
         if schema:
-            return {"label": "bugs"}
-        return "A summary."
+            return {"label": "crashes"}
+        return f"Summary of: {prompt.rsplit(':', 1)[-1].strip()}"
 
     engine = Scripted(answer)
     first = _run(recipe, {"text": "app crashes"}, engine)
-    phase_one_calls = len(engine.calls)
+    prompts = [call["prompt"] for call in engine.calls]
     second = _run(recipe, {"text": "charged twice"}, engine)
-    assert phase_one_calls == 4 + 2 + 1 + 1  # summaries, proposals, merge, first label
-    assert len(engine.calls) == phase_one_calls + 1  # the second seed reuses the taxonomy
-    assert first[0].fields["label"] == second[0].fields["label"] == "bugs"
+    assert len(prompts) == 6 + 1 + 2 + 1 + 1  # summaries, generate, an update per later batch, review, first label
+    assert len(engine.calls) == len(prompts) + 1  # the second seed reuses the taxonomy
+    generate, update, _, review = prompts[6:10]
+    assert "- billing: money" not in generate and "- billing: money" in update  # the update sees the taxonomy so far
+    assert "- crashes: apps" in review and "Summary of" not in review
+    assert first[0].fields["label"] == second[0].fields["label"] == "crashes"
     stored = asyncio.run(recipe.state.values())["artifact/taxonomy"]
-    assert [x["name"] for x in stored["labels"]] == ["billing", "bugs"]
+    assert [x["name"] for x in stored["labels"]] == ["payments", "crashes"]  # the review's version
+    assert [(h["step"], h.get("kept", False)) for h in stored["history"]] == [
+        ("generate", False),
+        ("update", False),
+        ("update", True),
+        ("review", False),
+    ]
+    assert stored["sample_ids"] == [row["id"] for row in builtin_seeds("texts")[:6]]
 
 
 def test_judge_pairwise_cancels_position_bias():

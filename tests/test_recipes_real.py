@@ -70,6 +70,8 @@ def test_recipe_structure_with_real_model(engine_loop, name):
     dialogue = name == "dialogue"
     recipe = build_recipe(_cap_tokens(config["recipe"], DIALOGUE_MAX_TOKENS if dialogue else MAX_TOKENS))
     dataset = "answer_pairs" if name == "judge" else config["source"]["dataset"]
+    if hasattr(recipe, "bind_corpus"):  # as source=builtin does: the seed set is the corpus
+        recipe.bind_corpus([dict(row) for row in builtin_seeds(dataset)])
     seeds = builtin_seeds(dataset)[: DIALOGUE_SEEDS if dialogue else SEEDS_PER_RECIPE]
     started = time.perf_counter()
 

@@ -96,3 +96,23 @@ def test_a_seed_is_never_split_across_commits_even_with_big_blocks(ray_session, 
     assert sorted(covered) == sorted(r["id"] for r in rows)  # each seed in exactly one commit
     # Split blocks would put a seed in two commits and reconciliation would then cut the later samples out.
     assert result.summary["kept"] == assert_invariant(sink, [r["id"] for r in rows])["data"] == 24
+
+
+def test_a_resumed_run_gets_the_corpus_sample_of_its_first_attempt(ray_session, dry_config, tmp_path):
+    first = [{"id": f"a{i}", "text": f"Alpha note {i} about tides and harbours."} for i in range(6)]
+    seeds = write_jsonl(tmp_path / "texts.jsonl", first)
+    config = dry_config(
+        "recipe=taxonomy", "source=jsonl", f"source.uri={seeds}", "model.batch_size=2", "run.corpus_sample=3"
+    )
+    run(config)
+    sink = Sink(config["sink"]["uri"])
+    drawn = json.loads(sink.read_text(f"{ARTIFACTS}/taxonomy.json"))["sample_ids"]
+    _crash(sink)
+    for record in sink.list(COMMITS)[1:]:  # the first batch was committed; the others were lost
+        sink.remove(record)
+    sink.remove(f"{ARTIFACTS}/taxonomy.json")  # phase 1 runs again on the resume
+    # Seeds the crashed attempt had not read yet change (same file, same config): a fresh draw would differ.
+    write_jsonl(seeds, first[:2] + [{"id": f"b{i}", "text": f"Beta note {i} about trains."} for i in range(30)])
+    result = run(config)
+    assert result.summary["attempt"] == 2
+    assert json.loads(sink.read_text("artifacts/taxonomy.json"))["sample_ids"] == drawn

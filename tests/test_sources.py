@@ -167,3 +167,37 @@ def test_committed_seeds_are_skipped_and_whole_committed_chunks_dropped(tmp_path
     assert [r["seed_id"] for r in _read_all(source, 4, committed)] == ["k4", "k6", "k7", "k8", "k9"]
     builtin = [r["seed_id"] for r in _read_all({"kind": "builtin", "limit": 5}, 2, {"seed-002"})]
     assert builtin == ["seed-001", "seed-003", "seed-004", "seed-005"]
+
+
+def test_the_corpus_sample_is_uniform_seeded_limited_and_skips_unusable_seeds(tmp_path):
+    rows = [{"id": f"k{i}", "prompt": f"task {i}"} for i in range(200)]
+    write_jsonl(tmp_path / "s.jsonl", [*rows[:100], '{"broken', *rows[100:]])
+    source = {"kind": "jsonl", "uri": str(tmp_path / "s.jsonl"), "columns": {"prompt": "instruction"}}
+    plan = plan_seeds(source, block_rows=16, sample_size=20, sample_seed=7)
+    assert len(plan.sample) == 20 and plan.seeds == 201
+    assert plan.sample == plan_seeds(source, block_rows=4, sample_size=20, sample_seed=7).sample  # seeded
+    assert plan.sample != plan_seeds(source, block_rows=16, sample_size=20, sample_seed=8).sample
+    ids = [seed_id for seed_id, _ in plan.sample]
+    assert len(set(ids)) == 20 and "s.jsonl:101" not in ids  # the broken line is never drawn
+    assert all(json.loads(seed)["instruction"].startswith("task") for _, seed in plan.sample)  # columns applied
+    assert max(int(i[1:]) for i in ids) > 100  # drawn from the whole file, not its head
+    limited = plan_seeds({**source, "limit": 30}, block_rows=16, sample_size=20, sample_seed=7)
+    assert all(int(seed_id[1:]) < 30 for seed_id, _ in limited.sample)  # only seeds source.limit admits
+    assert len(plan_seeds(source, block_rows=16, sample_size=500).sample) == 200  # all of a smaller source
+    assert plan_seeds(source, block_rows=16).sample == []  # nothing drawn unless asked
+
+
+def test_reservoir_draws_every_item_equally_often():
+    import random
+    from collections import Counter
+
+    from rayjobs.sources import Reservoir
+
+    counts: Counter = Counter()
+    for trial in range(3000):
+        reservoir = Reservoir(5, random.Random(trial))
+        for item in range(50):
+            reservoir.offer(item)
+        counts.update(reservoir.drawn())
+    assert set(counts) == set(range(50))
+    assert max(counts.values()) < 1.25 * 300 and min(counts.values()) > 0.75 * 300  # 3000 × 5 / 50 each

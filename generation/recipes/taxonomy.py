@@ -1,9 +1,12 @@
 """TnT-LLM: the model first builds a label taxonomy from a sample of the corpus, then labels every row with it.
 
-Wan et al., 2024, "TnT-LLM: Text Mining at Scale with Large Language Models". Phase 1 runs once per run (the first
-engine actor to get there computes it; the others wait): summaries of ``sample_size`` texts → taxonomy proposals on
-batches of summaries → one merged taxonomy, saved as ``artifacts/taxonomy.json``. Phase 2 labels each seed with a
-label constrained to the merged taxonomy.
+Wan et al., 2024, "TnT-LLM: Text Mining at Scale with Large Language Models", §3.1. Phase 1 runs once per run on a
+sample of the run's own source (the first engine actor to get there computes it; the others wait): each sampled
+text is summarised, then the summaries are read in mini-batches the way stochastic gradient descent reads data: the
+first batch **generates** an initial taxonomy, every later batch **updates** it (labels added, merged, split or
+renamed to fit the new batch), and a final **review** checks the result against the quality criteria (no overlaps,
+names that classify new texts without ambiguity) and rewrites it. The taxonomy and its history are saved as
+``artifacts/taxonomy.json``. Phase 2 labels each seed with a label constrained to the taxonomy.
 """
 
 from __future__ import annotations
@@ -16,7 +19,6 @@ import pyarrow as pa
 
 from generation.engine import EngineClient, check_sampling
 from generation.recipes.base import Sample, StepFailed, attempt, parse_json, render, user
-from generation.seeds import builtin_seeds
 from generation.state import ARTIFACT, SharedState
 
 _LABEL = {
@@ -27,22 +29,25 @@ _LABEL = {
     },
     "required": ["name", "description"],
 }
-# Bounded sizes keep a small model from running out of max_tokens before the JSON closes.
-TAXONOMY_SCHEMA = {
-    "type": "object",
-    "properties": {"labels": {"type": "array", "minItems": 2, "maxItems": 6, "items": _LABEL}},
-    "required": ["labels"],
-}
+
+
+def taxonomy_schema(max_labels: int) -> dict[str, Any]:
+    """Bounded sizes keep a small model from running out of max_tokens before the JSON closes."""
+    labels = {"type": "array", "minItems": 2, "maxItems": max(2, max_labels), "items": _LABEL}
+    return {"type": "object", "properties": {"labels": labels}, "required": ["labels"]}
 
 
 class Taxonomy:
     """Args:
-    sample: texts for phase 1 (list of strings); None reads ``sample_set`` from the built-in sets.
-    sample_set: built-in seed set used when ``sample`` is None.
-    sample_size: texts summarised in phase 1.
-    proposal_batch: summaries per taxonomy proposal.
-    summary_prompt: ``{text}``; propose_prompt: ``{summaries}``; merge_prompt: ``{taxonomies}``;
-    label_prompt: ``{text}``, ``{taxonomy}``.
+    summary_prompt: ``{text}``: one text → its short summary.
+    generate_prompt: ``{summaries}``: the first mini-batch → an initial taxonomy.
+    update_prompt: ``{taxonomy}``, ``{summaries}``: the taxonomy so far and the next mini-batch → a revised one.
+    review_prompt: ``{taxonomy}``: the final review against the quality criteria.
+    label_prompt: ``{text}``, ``{taxonomy}``: phase 2, one label per seed.
+    sample: phase-1 texts (list of strings); None reads the ``text`` field of the run's corpus sample.
+    sample_size: texts summarised in phase 1 (the corpus sample is in random order: the first ones are a sample).
+    batch_size: summaries per generate or update step.
+    max_labels: most labels a taxonomy may have.
     sampling: sampling for phase 1 calls; labeling runs at temperature 0.
     """
 
@@ -55,64 +60,90 @@ class Taxonomy:
     def __init__(
         self,
         summary_prompt: str,
-        propose_prompt: str,
-        merge_prompt: str,
+        generate_prompt: str,
+        update_prompt: str,
+        review_prompt: str,
         label_prompt: str,
         sample: list[str] | None = None,
-        sample_set: str = "texts",
         sample_size: int = 12,
-        proposal_batch: int = 6,
+        batch_size: int = 6,
+        max_labels: int = 8,
         sampling: dict | None = None,
     ) -> None:
-        texts = sample if sample is not None else [row["text"] for row in builtin_seeds(sample_set)]
-        self.sample = [t for t in texts if isinstance(t, str) and t.strip()][:sample_size]
-        if len(self.sample) < 2:
-            raise ValueError("recipe.sample must hold at least 2 texts for the taxonomy phase")
-        self.prompts = dict(summary=summary_prompt, propose=propose_prompt, merge=merge_prompt, label=label_prompt)
-        self.proposal_batch = max(1, proposal_batch)
+        if sample_size < 2:
+            raise ValueError(f"recipe.sample_size must be at least 2 texts for the taxonomy phase, got {sample_size}")
+        self.prompts = dict(
+            summary=summary_prompt, generate=generate_prompt, update=update_prompt, review=review_prompt
+        )
+        self.label_prompt = label_prompt
+        self.sample_size, self.batch_size = sample_size, max(1, batch_size)
+        self.schema = taxonomy_schema(max_labels)
         self.sampling = check_sampling(sampling)
         self.state = SharedState()
+        self.sample: list[tuple[str, str]] = []  # (id, text) read in phase 1
+        if sample is not None:
+            self._take([(f"recipe.sample:{i}", text) for i, text in enumerate(sample)], "recipe.sample")
+
+    def _take(self, texts: list[tuple[str, Any]], where: str) -> None:
+        usable = [(key, text.strip()) for key, text in texts if isinstance(text, str) and text.strip()]
+        if len(usable) < 2:
+            raise ValueError(f"the taxonomy phase needs at least 2 texts; {where} has {len(usable)}")
+        self.sample = usable[: self.sample_size]
 
     def bind_state(self, state: SharedState) -> None:
         self.state = state
 
+    def bind_corpus(self, rows: list[dict[str, Any]]) -> None:
+        """Phase 1 reads the run's own source (``recipe.sample``, when given, is used instead)."""
+        if not self.sample:
+            where = f"the run's corpus sample ({len(rows)} seeds; seeds need a non-empty 'text' field)"
+            self._take([(str(row.get("id")), row.get("text")) for row in rows], where)
+
     async def _ask_taxonomy(self, engine: EngineClient, sample: Sample, prompt: str) -> list[dict[str, str]]:
-        done = sample.spend(await engine.chat(user(prompt), json_schema=TAXONOMY_SCHEMA, **self.sampling))
+        """A taxonomy from one call, names unique and trimmed; empty when the output holds none."""
+        done = sample.spend(await engine.chat(user(prompt), json_schema=self.schema, **self.sampling))
         value = parse_json(done.text) if done.ok else None
         labels = value.get("labels") if isinstance(value, dict) else None
-        return [x for x in labels or [] if isinstance(x, dict) and str(x.get("name", "")).strip()]
+        unique: dict[str, str] = {}
+        for label in labels if isinstance(labels, list) else []:
+            if isinstance(label, dict) and str(label.get("name", "")).strip():
+                unique.setdefault(str(label["name"]).strip(), str(label.get("description", "")).strip())
+        return [{"name": k, "description": v} for k, v in unique.items()] if len(unique) >= 2 else []
 
     async def build_taxonomy(self, engine: EngineClient, sample: Sample) -> dict[str, Any]:
-        """Phase 1: summaries → proposals on batches of summaries → one merged taxonomy (tokens on ``sample``)."""
-        summaries = await asyncio.gather(
-            *(engine.chat(user(render(self.prompts["summary"], text=t)), **self.sampling) for t in self.sample)
+        """Phase 1: summaries → generate on the first mini-batch → update per later mini-batch → review (tokens on
+        ``sample``). A failed update or review keeps the taxonomy it was given, and the history says so."""
+        if not self.sample:
+            raise StepFailed("taxonomy", "no texts for phase 1: the recipe was given no corpus sample")
+        done = await asyncio.gather(
+            *(engine.chat(user(render(self.prompts["summary"], text=t)), **self.sampling) for _, t in self.sample)
         )
-        lines = [sample.spend(s).text.strip() for s in summaries if s.ok and s.text.strip()]
-        batches = [lines[i : i + self.proposal_batch] for i in range(0, len(lines), self.proposal_batch)]
-        proposals = await asyncio.gather(
-            *(
-                self._ask_taxonomy(
-                    engine, sample, render(self.prompts["propose"], summaries="\n".join(f"- {x}" for x in b))
-                )
-                for b in batches
+        summaries = [sample.spend(s).text.strip() for s in done if s.ok and s.text.strip()]
+        if not summaries:
+            raise StepFailed("taxonomy", "no usable summary in phase 1")
+        batches = [summaries[i : i + self.batch_size] for i in range(0, len(summaries), self.batch_size)]
+        taxonomy = await self._ask_taxonomy(
+            engine, sample, render(self.prompts["generate"], summaries=_list(batches[0]))
+        )
+        if not taxonomy:
+            raise StepFailed("taxonomy", "no usable taxonomy from the first mini-batch in phase 1")
+        history = [{"step": "generate", "batch": 0, "labels": _names(taxonomy)}]
+        for index, batch in enumerate(batches[1:], 1):
+            prompt = render(self.prompts["update"], taxonomy=_describe(taxonomy), summaries=_list(batch))
+            updated = await self._ask_taxonomy(engine, sample, prompt)
+            history.append(
+                {"step": "update", "batch": index, "labels": _names(updated or taxonomy), "kept": not updated}
             )
+            taxonomy = updated or taxonomy
+        reviewed = await self._ask_taxonomy(
+            engine, sample, render(self.prompts["review"], taxonomy=_describe(taxonomy))
         )
-        proposals = [p for p in proposals if p]
-        if not proposals:
-            raise StepFailed("taxonomy", "no usable taxonomy proposal in phase 1")
-        merged = (
-            proposals[0]
-            if len(proposals) == 1
-            else await self._ask_taxonomy(
-                engine, sample, render(self.prompts["merge"], taxonomies="\n\n".join(_describe(p) for p in proposals))
-            )
-        )
-        merged = merged or proposals[0]
-        unique = {str(x["name"]).strip(): str(x.get("description", "")).strip() for x in merged}
+        history.append({"step": "review", "labels": _names(reviewed or taxonomy), "kept": not reviewed})
         return {
-            "labels": [{"name": k, "description": v} for k, v in unique.items()],
-            "summaries": lines,
-            "proposals": proposals,
+            "labels": reviewed or taxonomy,
+            "sample_ids": [key for key, _ in self.sample],
+            "summaries": summaries,
+            "history": history,
         }
 
     async def run(self, seed: dict[str, Any], engine: EngineClient, rng: random.Random) -> list[Sample]:
@@ -125,7 +156,7 @@ class Taxonomy:
                 )
             except RuntimeError as exc:  # another worker's phase 1 failed
                 raise StepFailed("taxonomy", str(exc)) from exc
-            names = [x["name"] for x in taxonomy["labels"]]
+            names = _names(taxonomy["labels"])
             schema = {
                 "type": "object",
                 "properties": {"label": {"type": "string", "enum": names}},
@@ -133,7 +164,7 @@ class Taxonomy:
             }
             verdict = await sample.ask_json(
                 engine,
-                user(render(self.prompts["label"], text=text, taxonomy=_describe(taxonomy["labels"]))),
+                user(render(self.label_prompt, text=text, taxonomy=_describe(taxonomy["labels"]))),
                 schema,
                 **{**self.sampling, "temperature": 0.0},
             )
@@ -146,5 +177,13 @@ class Taxonomy:
         return [await attempt(Sample(), label)]
 
 
+def _names(labels: list[dict[str, str]]) -> list[str]:
+    return [x["name"] for x in labels]
+
+
 def _describe(labels: list[dict[str, str]]) -> str:
     return "\n".join(f"- {x['name']}: {x.get('description', '')}" for x in labels)
+
+
+def _list(summaries: list[str]) -> str:
+    return "\n".join(f"- {s}" for s in summaries)

@@ -107,7 +107,7 @@ class DryRunEngine:
         "number",
         "light",
         "travel",
-        "music",
+        "harbor",
         "careful",
         "answer",
         "table",

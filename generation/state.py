@@ -13,6 +13,8 @@ from typing import Any
 
 import ray
 
+from generation.novelty import NoveltyPool
+
 _FAILED = "__failed__"
 ARTIFACT = "artifact/"  # values under keys with this prefix are written to the sink as artifacts/<name>.json
 FIRST_SAMPLE_AT = "first_sample_at"  # wall clock of the run's first finished sample (start-up cost, in run.json)
@@ -44,6 +46,7 @@ class RunStateActor:
         self._generated = 0
         self._all_generated = asyncio.Event()
         self._engines: set[str] = set()  # engines that will stop themselves once every seed is generated
+        self._pools: dict[str, NoveltyPool] = {}
 
     def claim(self, key: str) -> bool:
         """True for the first caller only: that caller computes ``key``; the others wait for ``get``."""
@@ -89,6 +92,23 @@ class RunStateActor:
 
     def values(self) -> dict[str, Any]:
         return dict(self._values)
+
+    # Novelty pools (self_instruct's task pool): ROUGE-L checks against every text already pooled, run here so that
+    # a check and the addition it allows are one step for the whole run, whichever engine actor asks.
+
+    def start_novelty_pool(self, key: str, texts: list[tuple[str, str]], threshold: float) -> None:
+        """The pool ``key`` with its starting texts; a pool that exists already is left as it is."""
+        if key not in self._pools:
+            self._pools[key] = NoveltyPool(threshold, texts=texts)
+
+    def offer_novel(self, key: str, text_id: str, text: str) -> tuple[float, str | None]:
+        """The highest ROUGE-L of ``text`` with the pool and the id of that text; ``text`` joins when novel."""
+        return self._pools[key].offer(text_id, text)
+
+    def add_to_novelty_pool(self, key: str, texts: list[tuple[str, str]]) -> int:
+        """Pool ``texts`` unchecked (a resumed run replays what its earlier attempts pooled); returns the pool size."""
+        self._pools[key].add(texts)
+        return len(self._pools[key])
 
     # Engines stop before Ray Data ends their actors: Ray kills an exiting worker's child processes (vLLM's) before
     # the actor's own shutdown hook runs, which left vLLM's shared memory in /dev/shm and a resource_tracker trace.
@@ -176,3 +196,12 @@ class SharedState:
 
     async def values(self) -> dict[str, Any]:
         return await self._call("values")
+
+    async def start_novelty_pool(self, key: str, texts: list[tuple[str, str]], threshold: float) -> None:
+        await self._call("start_novelty_pool", key, texts, threshold)
+
+    async def offer_novel(self, key: str, text_id: str, text: str) -> tuple[float, str | None]:
+        return tuple(await self._call("offer_novel", key, text_id, text))
+
+    async def add_to_novelty_pool(self, key: str, texts: list[tuple[str, str]]) -> int:
+        return await self._call("add_to_novelty_pool", key, texts)

@@ -6,6 +6,7 @@ resources, so the same stages run on a 2-core laptop and on a GPU cluster.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import json
@@ -14,7 +15,7 @@ import os
 import platform
 import posixpath
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
@@ -42,12 +43,13 @@ from generation.state import (
     GENERATED_SAMPLES,
     GENERATED_TOKENS,
     RunStateActor,
+    SharedState,
 )
 from rayjobs.commit import ARTIFACTS, CORPUS_SAMPLE, SUCCESS, Commit, Heartbeat, attempts, open_run, reconcile
 from rayjobs.cores import EngineCores, run_cpus, supported
 from rayjobs.redact import redact
 from rayjobs.report import sample_seeds, write_report
-from rayjobs.rows import row_schema
+from rayjobs.rows import KINDS, row_schema
 from rayjobs.sink import ShardWriter, Sink
 from rayjobs.sources import SeedDatasource, SeedPlan, plan_seeds
 from rayjobs.stats import RunStats
@@ -351,6 +353,9 @@ def run(config: dict[str, Any], started: float | None = None) -> RunResult:
             persist=functools.partial(save_artifact, sink),
             expected_seeds=sum(chunk.pending for chunk in plan.chunks),
         )
+        if committed and hasattr(recipe, "restore_state"):  # a recipe's run-wide pool as the earlier attempts left it
+            restored = restore_recipe_state(recipe, state, committed_rows(sink, committed, KINDS.values()))
+            log.info("replayed %d committed rows into the recipe's run-wide state", restored)
         progress = RunStats(started=started)
         cpus = isolated_cpus(config)
         cores = EngineCores(cpus) if cpus else None
@@ -390,12 +395,31 @@ def generation_curve(state_values: dict[str, Any], started: float) -> list[list[
     return [[round(int(s) - started, 1), tokens[s], samples.get(s, 0)] for s in sorted(tokens, key=int)]
 
 
-def committed_rows(sink: Sink, commits: list[Commit]) -> Iterator[pa.Table]:
-    """The committed data/ and rejected/ shards, one table at a time (what the filters saw and kept going)."""
+def committed_rows(
+    sink: Sink, commits: list[Commit], kinds: Iterable[str] = ("data", "rejected")
+) -> Iterator[pa.Table]:
+    """The committed shards of ``kinds`` in commit order, one table at a time (by default what the filters saw)."""
+    kinds = set(kinds)
     for commit in commits:
         for shard in commit.shards:
-            if shard["kind"] in ("data", "rejected"):
+            if shard["kind"] in kinds:
                 yield sink.read_table(shard["path"])
+
+
+def restore_recipe_state(recipe: Recipe, state: Any, tables: Iterable[pa.Table]) -> int:
+    """Hand the committed rows, oldest first, to the recipe's ``restore_state`` against the run's state actor, before
+    any engine starts; returns the rows handed over."""
+    recipe.bind_state(SharedState(state))
+
+    async def replay() -> int:
+        count = 0
+        for table in tables:
+            rows = table.to_pylist()
+            await recipe.restore_state(rows)
+            count += len(rows)
+        return count
+
+    return asyncio.run(replay())
 
 
 def corpus_sample_size(run_cfg: dict[str, Any]) -> int:

@@ -270,7 +270,7 @@ def test_decontamination_names_the_leaked_benchmark(tmp_path):
 
 
 def test_rouge_l_matches_the_lcs_definition():
-    from filtering.novelty import rouge_l, tokens
+    from generation.novelty import rouge_l, tokens
 
     assert rouge_l(tokens("the cat sat on the mat"), tokens("the cat sat on the mat")) == 1.0
     # LCS("a b c d", "a c d e") = "a c d" → P = R = 3/4.

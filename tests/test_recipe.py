@@ -29,8 +29,9 @@ def test_builtin_seed_set_has_at_least_20_distinct_tasks():
         ('New task: "Explain photosynthesis simply."', "Explain photosynthesis simply."),
         ("- Name two rivers in Africa.", "Name two rivers in Africa."),
         ("Here's a new task for you:\n\nPlan a picnic menu for six.", "Plan a picnic menu for six."),
-        ("Hi.", None),
+        ("Hi.", "Hi."),  # too short for the paper's rules, but an instruction: the recipe rejects it, not the parser
         ("", None),
+        (" \n ", None),
     ],
 )
 def test_parse_instruction(raw, expected):
@@ -38,7 +39,7 @@ def test_parse_instruction(raw, expected):
 
 
 def test_examples_include_the_seed_and_are_deterministic_per_rng():
-    recipe = SelfInstruct(num_examples=4)
+    recipe = SelfInstruct(num_examples=4, pool=list(builtin_seed_tasks()))
     seed = dict(builtin_seed_tasks()[0])
     first = recipe.examples_for(seed, random.Random("s"))
     again = recipe.examples_for(seed, random.Random("s"))
@@ -49,21 +50,21 @@ def test_examples_include_the_seed_and_are_deterministic_per_rng():
 def test_seed_text_is_never_rendered_as_a_template():
     recipe = SelfInstruct(num_examples=1)
     seed = {"id": "x", "instruction": "Print ${oc.env:HOME} and {examples} and {{ x }} literally."}
-    [message] = recipe.instruction_messages(recipe.examples_for(seed, random.Random(0)))
+    [message] = recipe.instruction_messages(recipe.examples_for(seed, random.Random(0)), seed)
     assert "Print ${oc.env:HOME} and {examples} and {{ x }} literally." in message["content"]
 
 
 def test_prompt_shows_numbered_examples_with_inputs():
     recipe = SelfInstruct(num_examples=2, pool=[{"id": "a", "instruction": "Add the numbers.", "input": "2 and 3"}])
-    [message] = recipe.instruction_messages(
-        recipe.examples_for({"id": "s", "instruction": "Say hi."}, random.Random(1))
-    )
+    seed = {"id": "s", "instruction": "Say hi."}
+    [message] = recipe.instruction_messages(recipe.examples_for(seed, random.Random(1)), seed)
     assert "Add the numbers.\nInput: 2 and 3" in message["content"]
     assert "1. " in message["content"] and "2. " in message["content"]
 
 
 def test_run_with_dry_engine_emits_instruction_response_and_tokens():
-    recipe = build_recipe({"name": "self_instruct", "samples_per_seed": 3})
+    recipe = build_recipe({"name": "self_instruct", "samples_per_seed": 3, "num_examples": 3})
+    recipe.bind_corpus(list(builtin_seed_tasks()))
     samples = asyncio.run(recipe.run(dict(builtin_seed_tasks()[1]), DryRunEngine(), random.Random(0)))
     assert len(samples) == 3
     for s in samples:

@@ -254,10 +254,99 @@ def test_graded_relevance_one_document_per_level():
 
 def test_self_instruct_pool_grows_with_generated_instructions():
     recipe, _ = _recipe("self_instruct", "recipe.samples_per_seed=1", "recipe.machine_examples=1")
-    engine = Scripted(lambda p, s: "Describe a new invention for kitchens.")
+    inventions = iter(["Describe a new invention for kitchens.", "Compose a limerick about a sleepy octopus."])
+    engine = Scripted(lambda p, s: next(inventions) if p.startswith("Here are") else "An answer.")
     _run(recipe, builtin_seeds("seed_tasks")[0], engine)
     _run(recipe, builtin_seeds("seed_tasks")[1], engine)
     assert "Describe a new invention for kitchens." in engine.calls[-2]["prompt"]  # a generated example was shown
+
+
+POOL_TASK = "Write a short poem about the quiet sea at night."
+
+
+def _planting_self_instruct(*overrides: str):
+    """self_instruct on the echo engine, each seed's ``plant`` field the model's new instruction (the prompt's first
+    line), the task pool one human task."""
+    config = make_config(
+        [
+            "recipe=self_instruct",
+            "model=dry_run",
+            "recipe.instruction_prompt='{plant}\n\n{examples}'",
+            "recipe.num_examples=1",
+            "recipe.samples_per_seed=1",
+            f"recipe.pool=[{{id: human-1, instruction: '{POOL_TASK}'}}]",
+            *overrides,
+        ]
+    )
+    return build_recipe(config["recipe"])
+
+
+def _planted(recipe, plants: list[str], engine=None) -> list:
+    engine = engine or DryRunEngine(echo=True)
+    seed = {"instruction": "Name a fruit that grows on trees."}
+    return [_run(recipe, {**seed, "plant": plant}, engine)[0] for plant in plants]
+
+
+def test_self_instruct_keeps_only_novel_instructions_and_pools_only_those():
+    from generation.recipes.self_instruct import NOVELTY_POOL, generated_id
+
+    recipe = _planting_self_instruct()
+    assert recipe.required_fields == ("instruction", "plant")
+    near_copy = "Write a poem about the quiet sea at night."
+    novel = "Explain how ocean tides form along rocky coasts."
+    samples = _planted(
+        recipe,
+        [
+            near_copy,  # ROUGE-L ≥ 0.7 with the pool's human task
+            novel,
+            "Explain how the ocean tides form along rocky coasts.",  # a near-copy of the one just accepted
+            near_copy,  # again: still near the human task only, since the first copy never joined the pool
+            "Draw a map of the town where you grew up.",
+            "List fruits.",
+            "Name a fruit that grows on trees.",  # copies its own seed's task
+            "¿Cuál es la capital de Francia y por qué?",
+        ],
+    )
+    reasons = [s.reject_reason for s in samples]
+    assert reasons[0].startswith("rouge_l_0.9") and reasons[0].endswith(":human-1")
+    assert reasons[1] is None and samples[1].fields["response"]
+    assert reasons[2].endswith(f":{generated_id(novel)}")
+    assert reasons[3] == reasons[0]  # not 1.00 against the first copy: it was never pooled
+    assert reasons[4:] == ["keyword:draw", "too_short:2_words", "rouge_l_1.00:seed_task", "starts_with_non_english"]
+    assert all(s.fields.get("response") is None for s in samples if s.reject_reason)  # rejected: never answered
+    assert all(s.fields["instruction"] for s in samples)
+    pool = recipe.state._local._impl._pools[NOVELTY_POOL]
+    assert pool.ids == ["human-1", generated_id(novel)]
+
+
+def test_self_instruct_rebuilds_its_pool_from_committed_rows_on_resume():
+    from generation.recipes.self_instruct import generated_id
+
+    novel = "Explain how ocean tides form along rocky coasts."
+    first = _planting_self_instruct()
+    [kept, dropped] = _planted(first, [novel, "Write a poem about the quiet sea at night."])
+    committed = [
+        {"instruction": kept.fields["instruction"], "response": kept.fields["response"]},
+        {"instruction": dropped.fields["instruction"], "rejected_by": "self_instruct"},
+        {"instruction": "Summarise the history of the printing press.", "rejected_by": "refusal"},  # had joined
+    ]
+    resumed = _planting_self_instruct()  # a new attempt: a fresh state
+    asyncio.run(resumed.restore_state(committed))
+    samples = _planted(
+        resumed,
+        [
+            "Explain how the ocean tides form along rocky coasts.",
+            "Summarise the history of the printing press in Europe.",
+            "Write a poem about the quiet sea at night.",
+        ],
+    )
+    assert [s.reject_reason.rsplit(":", 1)[-1] for s in samples][:2] == [
+        generated_id(novel),
+        generated_id("Summarise the history of the printing press."),
+    ]
+    assert samples[2].reject_reason.endswith(":human-1")  # the pool's own tasks are there too
+    machine = asyncio.run(resumed.state.sample("self_instruct_pool", 10, 0))
+    assert {t["instruction"] for t in machine} == {novel, "Summarise the history of the printing press."}
 
 
 def test_template_defined_only_in_yaml(tmp_path):

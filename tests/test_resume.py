@@ -82,7 +82,8 @@ def test_a_seed_is_never_split_across_commits_even_with_big_blocks(ray_session, 
     rows = [{"id": f"big-{i}", "instruction": f"{i} " + "lighthouse keeper " * 20_000} for i in range(8)]
     seeds = write_jsonl(tmp_path / "seeds.jsonl", rows)
     config = dry_config(
-        "recipe.samples_per_seed=3",
+        "recipe=template",
+        "recipe.n=3",
         "source=jsonl",
         f"source.uri={seeds}",
         "model.echo=true",
@@ -108,11 +109,48 @@ def test_a_resumed_run_gets_the_corpus_sample_of_its_first_attempt(ray_session, 
     sink = Sink(config["sink"]["uri"])
     drawn = json.loads(sink.read_text(f"{ARTIFACTS}/taxonomy.json"))["sample_ids"]
     _crash(sink)
-    for record in sink.list(COMMITS)[1:]:  # the first batch was committed; the others were lost
-        sink.remove(record)
+    for commit in load_commits(sink):  # the batch of a0 and a1 was committed; the others were lost
+        if commit.seed_ids != ["a0", "a1"]:
+            sink.remove(commit.name)
     sink.remove(f"{ARTIFACTS}/taxonomy.json")  # phase 1 runs again on the resume
     # Seeds the crashed attempt had not read yet change (same file, same config): a fresh draw would differ.
     write_jsonl(seeds, first[:2] + [{"id": f"b{i}", "text": f"Beta note {i} about trains."} for i in range(30)])
     result = run(config)
     assert result.summary["attempt"] == 2
     assert json.loads(sink.read_text("artifacts/taxonomy.json"))["sample_ids"] == drawn
+
+
+def test_self_instruct_still_drops_a_near_copy_of_a_pooled_instruction_after_a_resume(
+    ray_session, dry_config, tmp_path
+):
+    from generation.recipes.self_instruct import generated_id
+
+    novel = "Explain how ocean tides form along rocky coasts."
+    task = "Name a fruit that grows on trees."
+    first = [{"id": "a", "instruction": task, "plant": novel}, {"id": "a-again", "instruction": task, "plant": novel}]
+    seeds = write_jsonl(tmp_path / "tasks.jsonl", first)
+    config = dry_config(
+        "source=jsonl",
+        f"source.uri={seeds}",
+        "model.echo=true",
+        "filters=none",
+        "recipe.instruction_prompt='{plant}\n\n{examples}'",
+        "recipe.num_examples=1",
+        "recipe.samples_per_seed=1",
+        "recipe.pool=[{id: human-1, instruction: 'Write a short poem about the quiet sea at night.'}]",
+    )
+    run(config)
+    sink = Sink(config["sink"]["uri"])
+    rejected = {r["seed_id"]: r for r in sink.read_kind("rejected").to_pylist()}
+    [kept] = sink.read_kind("data").to_pylist()
+    [(copy, row)] = rejected.items()  # the same instruction twice in one run: the second is a copy of the first
+    assert {kept["seed_id"], copy} == {"a", "a-again"} and row["reject_reason"] == f"rouge_l_1.00:{generated_id(novel)}"
+    _crash(sink)
+    near = {"id": "b", "instruction": task, "plant": "Explain how the ocean tides form along rocky coasts."}
+    write_jsonl(seeds, [*first, near])
+    result = run(config)
+    assert result.summary["resumed_seeds"] == 2
+    resumed = {r["seed_id"]: r for r in sink.read_kind("rejected").to_pylist()}
+    assert resumed["b"]["rejected_by"] == "self_instruct"
+    assert resumed["b"]["reject_reason"].endswith(f":{generated_id(novel)}")  # the pool was rebuilt from the commits
+    assert_invariant(sink, ["a", "a-again", "b"])

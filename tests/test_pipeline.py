@@ -277,9 +277,12 @@ def test_every_recipe_runs_end_to_end_with_no_other_argument(ray_session, dry_co
     if rejected is not None:  # a recipe's own check names the recipe as the rejecter
         assert set(rejected["rejected_by"].to_pylist()) <= {recipe, "length", "refusal", "echo", "exact_dedup"}
     balance = result.summary["balance"]
-    if recipe == "attr_prompt":  # 2 seeds × 4 samples over 32 combinations: each kept value counted per attribute
-        assert set(balance) == {"topic", "length", "style", "label"}
-        assert sum(balance["label"].values()) == result.summary["kept"]
+    if recipe == "attr_prompt":  # 2 seeds × 4 samples, each seed's own labels, attributes proposed per task
+        assert set(balance) == {"label"} and sum(balance["label"].values()) == result.summary["kept"]
+        assert set(balance["label"]) <= {
+            label for task in builtin_seeds("classification_tasks") for label in task["labels"]
+        }
+        assert len(Sink(config["sink"]["uri"]).list("artifacts", suffix=".json")) == 2  # one per task
         assert "Label and attribute balance" in Sink(config["sink"]["uri"]).read_text("report.html")
     if recipe == "pseudo_label":
         assert sum(balance["label"].values()) == result.summary["kept"]

@@ -64,16 +64,69 @@ def test_every_recipe_runs_on_its_builtin_seeds_with_the_dry_engine(name):
         assert sum(s.completion_tokens for s in samples) > 0
 
 
-def test_attr_prompt_uses_combinations_evenly_and_stores_attributes():
-    recipe, _ = _recipe("attr_prompt", "recipe.samples_per_seed=3")
+def test_attr_prompt_fixed_attributes_are_used_evenly_with_each_seeds_own_labels():
+    recipe, _ = _recipe(
+        "attr_prompt", "recipe.samples_per_seed=3", "recipe.attributes={topic: [food, travel], style: [formal, casual]}"
+    )
+    sets = {"sentiment": ["positive", "negative"], "intent": ["billing", "technical problem", "account access"]}
     counts: dict = {}
-    for i in range(20):  # 60 samples over a cycle of 32 combinations
-        for sample in _run(recipe, {"id": f"seed-{i}", "task": "reviews"}):
-            key = tuple(sample.fields[k] for k in recipe.attributes)
+    for i in range(24):  # 12 seeds per label set × 3 samples
+        task = "sentiment" if i % 2 else "intent"
+        for sample in _run(recipe, {"task": task, "labels": sets[task]}):
+            assert sample.fields["label"] in sets[task] and sample.fields["text"]  # only the seed's own labels
+            key = (task, sample.fields["label"], sample.fields["topic"], sample.fields["style"])
             counts[key] = counts.get(key, 0) + 1
-            assert sample.fields["text"]
-    assert len(counts) == len(recipe.cycle) == 32
-    assert max(counts.values()) - min(counts.values()) <= 1
+    for task, labels in sets.items():
+        per_label = [sum(n for k, n in counts.items() if k[:2] == (task, label)) for label in labels]
+        assert sum(per_label) == 36 and max(per_label) - min(per_label) <= 1  # labels evenly
+        per_pair = [n for k, n in counts.items() if k[0] == task]
+        assert len(per_pair) == len(labels) * 4 and max(per_pair) - min(per_pair) <= 1  # combinations evenly
+    assert set(recipe.columns) == {"topic", "style", "label", "text"}
+    [bad] = _run(recipe, {"task": "x", "labels": "positive"})
+    assert bad.stage == "input" and "non-empty list of strings" in bad.error
+    [none] = _run(recipe, {"task": "x"})
+    assert none.stage == "input" and "recipe.labels" in none.error
+    with pytest.raises(ValueError, match="recipe.attributes.label: labels are not an attribute"):
+        _recipe("attr_prompt", "recipe.attributes={label: [a, b]}")
+
+
+def test_attr_prompt_proposes_dimensions_and_class_specific_values_once_per_task():
+    recipe, _ = _recipe("attr_prompt", "recipe.samples_per_seed=4", "recipe.labels=[sports, politics]")
+
+    def answer(prompt, schema):
+        if schema and "dimensions" in schema["properties"]:
+            return {
+                "dimensions": [
+                    {"name": "Subtopic", "class_specific": True},
+                    {"name": "length", "class_specific": False},
+                ]
+            }
+        if schema and 'class "sports"' in prompt:
+            return {"values": ["football transfers", "tennis finals"]}
+        if schema and 'class "politics"' in prompt:
+            return {"values": ["elections", "budget debates", "elections"]}
+        if schema:
+            return {"values": ["one sentence", "two sentences"]}
+        return "A generated headline."
+
+    engine = Scripted(answer)
+    samples = [s for _ in range(5) for s in _run(recipe, {"task": "news headlines"}, engine)]
+    proposal_calls = [c for c in engine.calls if c["schema"]]
+    assert len(proposal_calls) == 1 + 2 + 1  # dimensions; subtopic for each class; length once: once for the run
+    subtopics = {"sports": {"football transfers", "tennis finals"}, "politics": {"elections", "budget debates"}}
+    for s in samples:
+        assert s.error is None and s.fields["attributes"]["subtopic"] in subtopics[s.fields["label"]]
+        assert s.fields["attributes"]["length"] in {"one sentence", "two sentences"}
+    assert sum(s.fields["label"] == "sports" for s in samples) == 10  # 20 samples, two labels in turn
+    pairs = [(s.fields["label"], *s.fields["attributes"].values()) for s in samples]
+    assert len(set(pairs)) == 8 and max(map(pairs.count, set(pairs))) - min(map(pairs.count, set(pairs))) <= 1
+    prompt = engine.calls[-1]["prompt"]
+    assert "- subtopic: " in prompt and "- length: " in prompt and "news headlines" in prompt
+    [artifact] = [v for k, v in asyncio.run(recipe.state.values()).items() if k.startswith("artifact/attributes-")]
+    assert artifact["task"] == "news headlines" and [d["name"] for d in artifact["dimensions"]] == [
+        "subtopic",
+        "length",
+    ]
 
 
 def test_entigraph_extracts_then_relates_sampled_pairs_and_triples():

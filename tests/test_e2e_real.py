@@ -91,7 +91,8 @@ def test_layout_and_summary(real_run):
 def test_schema_and_coherent_text(real_run):
     out, _ = real_run
     data = _table(out, "data")
-    assert data is not None and data.num_rows >= SEEDS  # 2 samples per seed, most survive the filters
+    # 2 samples per seed; self_instruct rejects the copies of in-context tasks SmolLM2 often makes (11 of 32 once).
+    assert data is not None and data.num_rows >= SEEDS // 2
     assert set(SELF_INSTRUCT_COLUMNS) <= set(data.column_names)
     rows = data.to_pylist()
     assert all(r["recipe"] == "self_instruct" and r["model"] == "SmolLM2-135M-Instruct" for r in rows)
@@ -101,7 +102,7 @@ def test_schema_and_coherent_text(real_run):
     assert all(r["response"].strip() != r["instruction"].strip() for r in rows)
     rejected = _table(out, "rejected")
     for r in rejected.to_pylist() if rejected is not None else []:
-        assert r["rejected_by"] in {"length", "refusal", "echo", "exact_dedup"} and r["reject_reason"]
+        assert r["rejected_by"] in {"self_instruct", "length", "refusal", "echo", "exact_dedup"} and r["reject_reason"]
     assert all(r["completion_tokens"] > 0 and r["prompt_tokens"] > 0 for r in rows)
     words = {w for r in rows for w in r["response"].lower().split()}
     assert len(words) > 100  # real language, not a repeated token
@@ -114,11 +115,11 @@ def test_every_seed_accounted_and_ids_unique(real_run):
 
 def test_a_prompt_over_the_context_is_an_error_row_and_spares_its_batch(real_run):
     out, _ = real_run
-    errors = [e for e in _table(out, "errors").to_pylist() if e["seed_id"] == "too-long"]
-    assert errors and all(e["stage"] == "engine" and "max_model_len" in e["error"] for e in errors)
-    data = _table(out, "data")
-    kept_seeds = set(data["seed_id"].to_pylist())
-    assert "too-long" not in kept_seeds and len(kept_seeds) >= SEEDS - 2  # the rest of the batch generated
+    errors = [e for e in _table(out, "errors").to_pylist() if e["stage"] == "engine"]
+    assert errors and all("max_model_len" in e["error"] for e in errors)
+    assert {e["seed_id"] for e in errors} == {"too-long"}  # no other seed's call failed
+    generated = {r["seed_id"] for kind in ("data", "rejected") if (t := _table(out, kind)) for r in t.to_pylist()}
+    assert "too-long" not in generated and len(generated) >= SEEDS - 2  # the rest of the batch generated
 
 
 def test_the_engine_stops_on_its_own_before_its_actor_ends(real_run):

@@ -149,3 +149,15 @@ def test_dead_engine_fails_the_batch_instead_of_blaming_seeds():
     seeds = pa.table([["a"], ['{"instruction": "Say hi to me."}'], [""]], schema=SEED_SCHEMA)
     with pytest.raises(EngineUnavailable):
         asyncio.run(actor(seeds))
+
+
+def test_the_corpus_becomes_the_task_pool_without_over_long_or_empty_tasks():
+    recipe = SelfInstruct(num_examples=8)
+    long_task = {"id": "long", "instruction": "lighthouse " * 6000}
+    recipe.bind_corpus([{"id": "a", "instruction": "Name two rivers in Asia."}, long_task, {"id": "b", "text": "x"}])
+    assert [t["id"] for t in recipe.pool] == [
+        "a"
+    ]  # an over-long task would push every prompt it joins past the context
+    explicit = SelfInstruct(pool=[{"instruction": "Say hi to a friend."}])
+    explicit.bind_corpus([{"id": "a", "instruction": "Name two rivers in Asia."}])
+    assert [t["instruction"] for t in explicit.pool] == ["Say hi to a friend."]  # recipe.pool wins over the corpus

@@ -424,3 +424,20 @@ def test_seed_text_reaches_the_model_literally(name):
     seed = {"instruction": literal, "output": "x", "text": literal}
     _run(recipe, seed, engine)
     assert any(literal in call["prompt"] for call in engine.calls), engine.calls[0]["prompt"]
+
+
+def test_taxonomy_retries_its_first_step_and_names_the_failure():
+    from generation.recipes.taxonomy import GENERATE_ATTEMPTS
+
+    same = {"labels": [{"name": "Customers", "description": "a"}, {"name": "Customers", "description": "b"}]}
+    good = {"labels": [{"name": "billing", "description": "money"}, {"name": "bugs", "description": "errors"}]}
+    for answers, ok in (([same, same, good], True), ([same] * GENERATE_ATTEMPTS, False)):
+        recipe, _ = _recipe("taxonomy", "recipe.sample_size=2", "recipe.batch_size=2")
+        replies = iter(answers + [good])  # the review
+        engine = Scripted(
+            lambda p, s, r=replies: next(r) if s and "labels" in s["properties"] else {"label": "bugs"} if s else "x"
+        )
+        [sample] = _run(recipe, {"text": "app crashes"}, engine)
+        assert (sample.error is None) == ok, sample.error
+        if not ok:
+            assert sample.stage == "taxonomy" and f"{GENERATE_ATTEMPTS} tries" in sample.error

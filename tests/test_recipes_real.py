@@ -58,8 +58,11 @@ def engine_loop():
     # vLLM's ZeroMQ context is freed here, not by a later collection on some other thread: its __del__ blocks while a
     # socket is open (seen once: a later test's fsspec I/O thread hung in zmq Context.term).
     gc.collect()
-    for name, (seconds, samples, ok, tokens) in sorted(timings.items()):
-        print(f"{name:18s} {seconds:6.1f} s  samples {samples:3d} (ok {ok:3d})  completion tokens {tokens:6d}")
+    for name, (seconds, samples, ok, rejected, tokens) in sorted(timings.items()):
+        print(
+            f"{name:18s} {seconds:6.1f} s  samples {samples:3d} (ok {ok:3d}, rejected {rejected:3d}, "
+            f"errors {samples - ok - rejected:3d})  completion tokens {tokens:6d}"
+        )
 
 
 @pytest.mark.parametrize("name", sorted(RECIPES))
@@ -80,7 +83,14 @@ def test_recipe_structure_with_real_model(engine_loop, name):
 
     samples = [s for per_seed in loop.run_until_complete(run_all()) for s in per_seed]
     ok = [s for s in samples if s.error is None]
-    timings[name] = (time.perf_counter() - started, len(samples), len(ok), sum(s.completion_tokens for s in samples))
+    rejected = sum(s.reject_reason is not None for s in ok)
+    timings[name] = (
+        time.perf_counter() - started,
+        len(samples),
+        len(ok) - rejected,
+        rejected,
+        sum(s.completion_tokens for s in samples),
+    )
     assert samples and sum(s.completion_tokens for s in samples) > 0
     for sample in samples:
         assert sample.error is None or (sample.stage and sample.error), sample

@@ -128,7 +128,8 @@ class SelfInstruct:
         self.num_examples = num_examples
         self.machine_examples = max(0, min(machine_examples, num_examples - 1))
         self.samples_per_seed = samples_per_seed
-        self.pool = _tasks(pool) if pool is not None else []
+        self.min_words, self.max_words = min_instruction_words, max_instruction_words
+        self.pool = self._tasks(pool) if pool is not None else []
         self.explicit_pool = pool is not None
         self.instruction_prompt = instruction_prompt
         self.seed_fields = tuple(f for f in placeholders(instruction_prompt) if f != "examples")
@@ -137,7 +138,6 @@ class SelfInstruct:
         self.instruction_sampling = check_sampling(instruction_sampling)
         self.answer_sampling = check_sampling(answer_sampling)
         self.novelty_threshold = novelty_threshold
-        self.min_words, self.max_words = min_instruction_words, max_instruction_words
         words = "|".join(re.escape(k.lower()) for k in blocked_keywords)
         self.blocked = re.compile(rf"\b({words})\b") if words else None
         self.pool_cap = pool_cap
@@ -151,7 +151,16 @@ class SelfInstruct:
     def bind_corpus(self, rows: list[dict[str, Any]]) -> None:
         """The task pool starts from the run's own tasks (an explicit ``recipe.pool`` is used instead)."""
         if not self.explicit_pool:
-            self.pool = _tasks(rows)
+            self.pool = self._tasks(rows)
+
+    def _tasks(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Rows usable as in-context tasks: an ``instruction`` string of a length this recipe would keep (one
+        over-long task in the corpus would otherwise push every prompt it is drawn into over the context)."""
+        return [
+            dict(r)
+            for r in rows
+            if isinstance(r.get("instruction"), str) and 0 < len(r["instruction"].split()) <= self.max_words
+        ]
 
     async def _start_pool(self) -> None:
         """The run's novelty pool, started once from the task pool (whichever actor asks first; later calls wait)."""
@@ -256,8 +265,3 @@ class SelfInstruct:
 
 def generated_id(instruction: str) -> str:
     return "gen-" + hashlib.blake2b(instruction.encode("utf-8", "surrogatepass"), digest_size=6).hexdigest()
-
-
-def _tasks(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Rows usable as in-context tasks: a non-empty ``instruction`` string."""
-    return [dict(r) for r in rows if isinstance(r.get("instruction"), str) and r["instruction"].strip()]

@@ -25,10 +25,13 @@ _LABEL = {
     "type": "object",
     "properties": {
         "name": {"type": "string", "minLength": 1, "maxLength": 40},
-        "description": {"type": "string", "maxLength": 100},
+        "description": {"type": "string", "maxLength": 80},
     },
     "required": ["name", "description"],
 }
+
+
+GENERATE_ATTEMPTS = 6
 
 
 def taxonomy_schema(max_labels: int) -> dict[str, Any]:
@@ -67,7 +70,7 @@ class Taxonomy:
         sample: list[str] | None = None,
         sample_size: int = 12,
         batch_size: int = 6,
-        max_labels: int = 8,
+        max_labels: int = 6,
         sampling: dict | None = None,
     ) -> None:
         if sample_size < 2:
@@ -99,9 +102,11 @@ class Taxonomy:
             where = f"the run's corpus sample ({len(rows)} seeds; seeds need a non-empty 'text' field)"
             self._take([(str(row.get("id")), row.get("text")) for row in rows], where)
 
-    async def _ask_taxonomy(self, engine: EngineClient, sample: Sample, prompt: str) -> list[dict[str, str]]:
+    async def _ask_taxonomy(
+        self, engine: EngineClient, sample: Sample, prompt: str, **sampling: Any
+    ) -> list[dict[str, str]]:
         """A taxonomy from one call, names unique and trimmed; empty when the output holds none."""
-        done = sample.spend(await engine.chat(user(prompt), json_schema=self.schema, **self.sampling))
+        done = sample.spend(await engine.chat(user(prompt), json_schema=self.schema, **{**self.sampling, **sampling}))
         value = parse_json(done.text) if done.ok else None
         labels = value.get("labels") if isinstance(value, dict) else None
         unique: dict[str, str] = {}
@@ -122,11 +127,19 @@ class Taxonomy:
         if not summaries:
             raise StepFailed("taxonomy", "no usable summary in phase 1")
         batches = [summaries[i : i + self.batch_size] for i in range(0, len(summaries), self.batch_size)]
-        taxonomy = await self._ask_taxonomy(
-            engine, sample, render(self.prompts["generate"], summaries=_list(batches[0]))
-        )
-        if not taxonomy:
-            raise StepFailed("taxonomy", "no usable taxonomy from the first mini-batch in phase 1")
+        generate = render(self.prompts["generate"], summaries=_list(batches[0]))
+        # Everything after rests on it: a small model gets a few tries, hotter each time (at low temperature it tends
+        # to repeat one name for every label: 1 run in 4 failed with 3 tries at the recipe's temperature).
+        for tries in range(GENERATE_ATTEMPTS):
+            temperature = max(float(self.sampling.get("temperature", 0.3)), min(1.0, 0.3 + 0.35 * tries))
+            taxonomy = await self._ask_taxonomy(engine, sample, generate, temperature=temperature)
+            if taxonomy:
+                break
+        else:
+            raise StepFailed(
+                "taxonomy",
+                f"no usable taxonomy (2 distinct labels) from the first mini-batch, {GENERATE_ATTEMPTS} tries",
+            )
         history = [{"step": "generate", "batch": 0, "labels": _names(taxonomy)}]
         for index, batch in enumerate(batches[1:], 1):
             prompt = render(self.prompts["update"], taxonomy=_describe(taxonomy), summaries=_list(batch))

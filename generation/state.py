@@ -101,9 +101,16 @@ class RunStateActor:
         if key not in self._pools:
             self._pools[key] = NoveltyPool(threshold, texts=texts)
 
-    def offer_novel(self, key: str, text_id: str, text: str) -> tuple[float, str | None]:
-        """The highest ROUGE-L of ``text`` with the pool and the id of that text; ``text`` joins when novel."""
-        return self._pools[key].offer(text_id, text)
+    def offer_novel(
+        self, key: str, text_id: str, text: str, also: tuple[str, Any, int | None] | None = None
+    ) -> tuple[float, str | None]:
+        """The highest ROUGE-L of ``text`` with the pool and the id of that text; ``text`` joins when novel, and then
+        so does ``also`` = (list key, item, cap) in that list (one call per sample instead of two)."""
+        pool = self._pools[key]
+        score, near = pool.offer(text_id, text)
+        if also is not None and score < pool.threshold:
+            self.extend(also[0], [also[1]], also[2])
+        return score, near
 
     def add_to_novelty_pool(self, key: str, texts: list[tuple[str, str]]) -> int:
         """Pool ``texts`` unchecked (a resumed run replays what its earlier attempts pooled); returns the pool size."""
@@ -200,8 +207,10 @@ class SharedState:
     async def start_novelty_pool(self, key: str, texts: list[tuple[str, str]], threshold: float) -> None:
         await self._call("start_novelty_pool", key, texts, threshold)
 
-    async def offer_novel(self, key: str, text_id: str, text: str) -> tuple[float, str | None]:
-        return tuple(await self._call("offer_novel", key, text_id, text))
+    async def offer_novel(
+        self, key: str, text_id: str, text: str, also: tuple[str, Any, int | None] | None = None
+    ) -> tuple[float, str | None]:
+        return tuple(await self._call("offer_novel", key, text_id, text, also))
 
     async def add_to_novelty_pool(self, key: str, texts: list[tuple[str, str]]) -> int:
         return await self._call("add_to_novelty_pool", key, texts)

@@ -207,17 +207,21 @@ class SelfInstruct:
             return "starts_with_punctuation" if first.isascii() else "starts_with_non_english"
         return None
 
-    async def novel(self, instruction: str, seed: dict[str, Any]) -> str | None:
-        """None when ``instruction`` is novel (it then joins the pool), else why not: its ROUGE-L with its own seed's
-        task or the nearest pooled instruction reaches the threshold."""
+    async def join_pool(self, instruction: str, seed: dict[str, Any]) -> str | None:
+        """None when ``instruction`` is novel (it then joins the task pool and the machine-written examples), else
+        why not: its ROUGE-L with its own seed's task or the nearest pooled instruction reaches the threshold."""
+        example = {"id": generated_id(instruction), "instruction": instruction}
         if self.novelty_threshold is None:
+            await self.state.extend(POOL, [example], self.pool_cap)
             return None
         words, task = tokens(instruction), tokens(str(seed.get("instruction", "")))
         own = rouge_l(words, task) if rouge_l_bound(len(words), len(task)) >= self.novelty_threshold else 0.0
         if own >= self.novelty_threshold:
             return f"rouge_l_{own:.2f}:seed_task"
         await self._start_pool()
-        score, near = await self.state.offer_novel(NOVELTY_POOL, generated_id(instruction), instruction)
+        score, near = await self.state.offer_novel(
+            NOVELTY_POOL, example["id"], instruction, also=(POOL, example, self.pool_cap)
+        )
         return f"rouge_l_{score:.2f}:{near}" if score >= self.novelty_threshold else None
 
     async def _one(self, seed: dict[str, Any], engine: EngineClient, rng: random.Random) -> Sample:
@@ -232,12 +236,9 @@ class SelfInstruct:
             if instruction is None:
                 raise StepFailed("parse", f"no instruction in model output: {asked.text[:200]!r}")
             sample.fields["instruction"] = instruction
-            reason = self.broken_rule(instruction) or await self.novel(instruction, seed)
+            reason = self.broken_rule(instruction) or await self.join_pool(instruction, seed)
             if reason is not None:
                 return sample.reject(reason)  # never answered, never in the pool
-            await self.state.extend(
-                POOL, [{"id": generated_id(instruction), "instruction": instruction}], self.pool_cap
-            )
             answered = await sample.ask(engine, self.answer_messages(instruction), **self.answer_sampling)
             sample.fields["response"] = answered.text.strip()
             return sample

@@ -195,17 +195,16 @@ class AttrPrompt:
         first = Sample()
         try:
             labels = self.label_set(seed)
-            key = hashlib.blake2b(json.dumps([task, labels]).encode(), digest_size=6).hexdigest()
-            attributes = None
+            # One cycle, hence one cursor, per label set (fixed attributes) or per task and label set (proposed).
+            key, attributes = _digest(labels), None
             if self.attributes is None:
+                key = _digest([task, labels])
                 try:
                     attributes = await self.state.compute_once(
                         f"{ARTIFACT}attributes-{key}", lambda: self.proposed(engine, first, task, labels)
                     )
                 except RuntimeError as exc:  # another worker's attribute generation for this task failed
                     raise StepFailed("attributes", str(exc)) from exc
-            else:
-                key = hashlib.blake2b(json.dumps(labels).encode(), digest_size=6).hexdigest()
         except StepFailed as failed:
             return [first.fail(failed.stage, failed.error)]
         pairs = await self.next_pairs(key, labels, attributes)
@@ -229,3 +228,7 @@ class AttrPrompt:
         if self.attributes is None:
             return {"label": label, "attributes": combo}
         return {**combo, "label": label}
+
+
+def _digest(value: Any) -> str:
+    return hashlib.blake2b(json.dumps(value).encode(), digest_size=6).hexdigest()

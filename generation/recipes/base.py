@@ -145,6 +145,9 @@ class Recipe(Protocol):
     ``columns`` become Parquet columns of every output row; ``text_fields`` are what filters read by default;
     ``required_fields`` are checked on each seed before any engine call (a seed missing one goes to errors/).
     An optional ``balance_fields`` names label/attribute columns whose value counts run.json and the report show.
+    Optional hooks: ``bind_state(state)`` (run-wide state shared by every engine actor), ``bind_corpus(rows)`` (a
+    sample of the run's own source, for a once-per-run phase over the corpus) and ``async restore_state(rows)`` (a
+    resumed run's committed rows, oldest first, to rebuild run-wide state from).
     """
 
     name: ClassVar[str]

@@ -47,6 +47,21 @@ def _lcs(a: np.ndarray, b: np.ndarray) -> int:
 
 
 @njit(cache=True)
+def _f_measure(lcs: int, a_len: int, b_len: int) -> float:
+    if lcs == 0:
+        return 0.0
+    precision, recall = lcs / a_len, lcs / b_len
+    return 2.0 * precision * recall / (precision + recall)
+
+
+@njit(cache=True)
+def rouge_l_bound(a_len: int, b_len: int) -> float:
+    """The highest ROUGE-L two token lists of these lengths can have (their LCS is at most the shorter one): texts
+    of very different lengths are never near, and need no quadratic comparison."""
+    return 2.0 * min(a_len, b_len) / (a_len + b_len) if a_len and b_len else 0.0
+
+
+@njit(cache=True)
 def _best_match(
     query: np.ndarray, flat: np.ndarray, starts: np.ndarray, ends: np.ndarray, candidates: np.ndarray, stop_at: float
 ) -> tuple[float, int, int]:
@@ -56,25 +71,15 @@ def _best_match(
     best, best_index, compared = 0.0, -1, 0
     for i in candidates:
         length = ends[i] - starts[i]
-        if 2.0 * min(len(query), length) / (len(query) + length) <= best:
+        if rouge_l_bound(len(query), length) <= best:
             continue
         compared += 1
-        lcs = _lcs(query, flat[starts[i] : ends[i]])
-        if lcs:
-            precision, recall = lcs / len(query), lcs / length
-            score = 2.0 * precision * recall / (precision + recall)
-            if score > best:
-                best, best_index = score, i
-                if best >= stop_at:
-                    break
+        score = _f_measure(_lcs(query, flat[starts[i] : ends[i]]), len(query), length)
+        if score > best:
+            best, best_index = score, i
+            if best >= stop_at:
+                break
     return best, best_index, compared
-
-
-def _f_measure(lcs: int, a_len: int, b_len: int) -> float:
-    if lcs == 0:
-        return 0.0
-    precision, recall = lcs / a_len, lcs / b_len
-    return 2 * precision * recall / (precision + recall)
 
 
 def rouge_l(a: list[str], b: list[str]) -> float:
@@ -84,12 +89,6 @@ def rouge_l(a: list[str], b: list[str]) -> float:
     ids: dict[str, int] = {}
     a_ids, b_ids = (np.array([ids.setdefault(x, len(ids)) for x in side], dtype=np.int32) for side in (a, b))
     return _f_measure(int(_lcs(a_ids, b_ids)), len(a), len(b))
-
-
-def rouge_l_bound(a_len: int, b_len: int) -> float:
-    """The highest ROUGE-L two token lists of these lengths can have (their LCS is at most the shorter one): texts
-    of very different lengths are never near, and need no quadratic comparison."""
-    return 2 * min(a_len, b_len) / (a_len + b_len) if a_len and b_len else 0.0
 
 
 class NoveltyPool:
@@ -160,11 +159,6 @@ class NoveltyPool:
         best, index, compared = _best_match(self._encode(words), self.flat, self.starts, self.ends, candidates, stop_at)
         self.compared += compared
         return best, (self.ids[index] if index >= 0 else None)
-
-    def nearest(self, text: str) -> tuple[float, str | None]:
-        """The highest ROUGE-L of ``text`` with a pooled text, and that text's id (0.0 and None when none is near)."""
-        words = tokens(text)
-        return self._nearest(words, self._keys(words), stop_at=1.0) if words else (0.0, None)
 
     def offer(self, text_id: str, text: str) -> tuple[float, str | None]:
         """``text`` joins the pool when novel (a text with no words never does). Returns the ROUGE-L and id of the

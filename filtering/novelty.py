@@ -26,7 +26,8 @@ class NoveltyIndex:
         self.pool = NoveltyPool(threshold, bands, rows, ((f"pool:{i}", text) for i, text in enumerate(pool)))
 
     def check_and_add(self, items: list[tuple[str, str]]) -> list[float]:
-        """For each (id, text), its highest ROUGE-L against the pool; novel texts join the pool."""
+        """For each (id, text), its ROUGE-L with the nearest pooled text (or the first found at the threshold);
+        novel texts join the pool."""
         return [self.pool.offer(text_id, text)[0] for text_id, text in items]
 
     def stats(self) -> dict[str, int]:

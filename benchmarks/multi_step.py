@@ -73,7 +73,7 @@ async def passes(engine, asks: list[str], sampling: dict) -> int:
 
 
 async def measure(asks: list[str], max_tokens: int) -> None:
-    from generation.engine import build_engine
+    from generation.engines import build_engine
 
     engine = build_engine(cpu_model(), seed=0)
     sampling = {"temperature": 0.7, "max_tokens": max_tokens}

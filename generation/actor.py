@@ -18,8 +18,9 @@ from typing import Any
 import pyarrow as pa
 import ray
 
-from generation.engine import EngineUnavailable, build_engine
+from generation.engines import EngineUnavailable
 from generation.recipes import Sample, build_recipe
+from generation.roles import GENERATOR, build_engines
 from generation.seeds import parse_seed
 from generation.state import ENGINE_READY_AT, FIRST_SAMPLE_AT, GENERATED_SAMPLES, GENERATED_TOKENS, SharedState
 
@@ -45,6 +46,10 @@ class GenerateActor:
     state: the run's ``RunStateActor`` (shared recipe state, throughput and start-up figures).
     cpus: the CPUs a local CPU engine may bind its compute threads to (None: leave affinity alone).
     corpus: the run's corpus sample (seed rows) for recipes with a run-wide phase over the corpus.
+    roles: role → model config of the run's other roles (``engines.<role>``).
+    budgets: model key → the run-wide ``RequestBudget`` actor of an HTTP engine.
+    secrets: environment variable → value of the API keys the roles name, from the driver's environment (a worker
+        started elsewhere would not have them).
     """
 
     def __init__(
@@ -58,6 +63,9 @@ class GenerateActor:
         state: Any = None,
         cpus: list[int] | None = None,
         corpus: list[dict[str, Any]] | None = None,
+        roles: dict[str, dict[str, Any]] | None = None,
+        budgets: dict[str, Any] | None = None,
+        secrets: dict[str, str] | None = None,
     ) -> None:
         started = time.perf_counter()
         if cpus:
@@ -67,6 +75,8 @@ class GenerateActor:
         # Engine settings (VLLM_CPU_KVCACHE_SPACE, ...) are set here rather than through a Ray runtime_env, which
         # would force a fresh worker process per actor; vLLM reads them at engine start and its processes inherit them.
         os.environ.update({k: str(v) for k, v in (model.get("env") or {}).items()})
+        for name, value in (secrets or {}).items():
+            os.environ.setdefault(name, value)
         self.recipe = build_recipe(recipe)
         self.state, self.first_reported = state, False
         bind_state = getattr(self.recipe, "bind_state", None)
@@ -74,12 +84,15 @@ class GenerateActor:
             bind_state(SharedState(state))
         if corpus is not None:  # recipes whose run-wide phase reads a sample of the run's own source
             self.recipe.bind_corpus(corpus)
-        self.engine = build_engine(model, seed=run_seed)
+        self.models = {GENERATOR: model, **(roles or {})}
+        self.budgets = {key: RemoteBudget(handle) for key, handle in (budgets or {}).items()}
+        self.engine = build_engines(self.models, run_seed, self.budgets)
         self.model, self.stopper = model, None
         if state is not None:
             state.put_once.remote(ENGINE_READY_AT, time.time())
         # Printed, not logged: Ray forwards actor stdout to the driver, so users see when generation can start.
-        print(f"synthray: engine {model['name']} ready in {time.perf_counter() - started:.1f} s", flush=True)
+        names = ", ".join(f"{role} {config['name']}" for role, config in self.models.items())
+        print(f"synthray: engines ready in {time.perf_counter() - started:.1f} s ({names})", flush=True)
         self.model_name = model["name"]
         self.run_name, self.run_seed, self.schema = run_name, run_seed, schema
 
@@ -103,7 +116,7 @@ class GenerateActor:
 
     async def __call__(self, batch: pa.Table) -> pa.Table:
         if self.engine is None:  # Ray runs a batch again after the engines stopped (its output was lost)
-            self.engine = await asyncio.to_thread(build_engine, self.model, self.run_seed)
+            self.engine = await asyncio.to_thread(build_engines, self.models, self.run_seed, self.budgets)
         if self.state is not None and self.stopper is None:  # armed here: it needs the actor's event loop
             # Ray's actor id survives a restart, so a restarted actor's engine is the same one to wait for.
             engine_id = ray.get_runtime_context().get_actor_id() if ray.is_initialized() else f"pid-{os.getpid()}"
@@ -158,7 +171,7 @@ class GenerateActor:
         ]
         what = ", ".join(f"{name}={_preview(row[name])}" for name in bad) or f"{type(exc).__name__}: {exc}"
         error = f"the sample cannot be stored ({what}): {type(exc).__name__}: {str(exc)[:200]}"
-        kept = {k: row.get(k) for k in ("prompt_tokens", "completion_tokens")}
+        kept = {k: row.get(k) for k in ("prompt_tokens", "completion_tokens", "role_usage")}
         return self._error(row["seed_id"], row["sample_index"], "output", error, seed_json, **kept)
 
     def _row(self, seed_id: str, index: int, **fields: Any) -> dict[str, Any]:
@@ -207,7 +220,11 @@ class GenerateActor:
         return [self._sample_row(seed_id, i, s, seed_json) for i, s in enumerate(samples)]
 
     def _sample_row(self, seed_id: str, index: int, sample: Sample, seed_json: str) -> dict[str, Any]:
-        tokens = {"prompt_tokens": sample.prompt_tokens, "completion_tokens": sample.completion_tokens}
+        tokens = {
+            "prompt_tokens": sample.prompt_tokens,
+            "completion_tokens": sample.completion_tokens,
+            "role_usage": [{"role": role, **figures} for role, figures in sample.usage.items()],
+        }
         if sample.error is not None:
             return self._error(seed_id, index, sample.stage, sample.error, seed_json, **sample.fields, **tokens)
         if sample.reject_reason is not None:  # the recipe's own check (a verifier, a self-correction) said no
@@ -221,6 +238,19 @@ class GenerateActor:
                 **tokens,
             )
         return self._row(seed_id, index, status="ok", **sample.fields, **tokens)
+
+
+class RemoteBudget:
+    """A ``RequestBudget`` actor seen as the local object an HTTP engine expects."""
+
+    def __init__(self, handle: Any) -> None:
+        self.handle = handle
+
+    async def acquire(self, tokens: int = 0) -> int:
+        return await self.handle.acquire.remote(tokens)
+
+    async def release(self, lease: int, used_tokens: int | None = None) -> None:
+        await self.handle.release.remote(lease, used_tokens)
 
 
 _ARROW_ERRORS = (pa.ArrowException, ValueError, TypeError, OverflowError)

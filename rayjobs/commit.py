@@ -30,7 +30,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from rayjobs.rows import KINDS
+from rayjobs.rows import KINDS, USAGE_KEYS
 
 log = logging.getLogger("synthray")
 
@@ -83,6 +83,11 @@ def load_commits(sink: Any) -> list[Commit]:
     return sorted(commits, key=lambda c: (c.written_at, c.name))
 
 
+# Of each further role (engines.<role>): what decides its outputs. A run without roles has none of these keys, so
+# runs started before roles existed resume as before.
+_ROLE_FINGERPRINT_KEYS = ("name", "engine", "source", "base_url", "sampling", "max_model_len", "echo")
+
+
 def fingerprint(config: dict[str, Any]) -> dict[str, Any]:
     """The parts of a resolved config that decide what the output is."""
     found: dict[str, Any] = {}
@@ -90,6 +95,9 @@ def fingerprint(config: dict[str, Any]) -> dict[str, Any]:
         section = config.get(group) or {}
         for key in keys if keys is not None else sorted(section):
             found[f"{group}.{key}"] = section.get(key)
+    for role, model in sorted((config.get("engines") or {}).items()):
+        for key in _ROLE_FINGERPRINT_KEYS:
+            found[f"engines.{role}.{key}"] = (model or {}).get(key)
     return json.loads(json.dumps(found, default=str))
 
 
@@ -191,7 +199,11 @@ def _without_seeds(sink: Any, commit: Commit, seeds: set[str]) -> Commit | None:
         table = sink.read_table(shard["path"])
         table = table.filter(pc.invert(pc.is_in(table["seed_id"], value_set=pa.array(sorted(seeds), pa.string()))))
         if table.num_rows:
-            shards.append({**shard, **summarize(table, shard["kind"]), "path": sink.write_table(shard["kind"], table)})
+            # Counted again over the rows kept, for the same columns the original counted.
+            summary = summarize(
+                table, shard["kind"], list(shard.get("balance") or ()), list(shard.get("tallies") or ())
+            )
+            shards.append({**shard, **summary, "path": sink.write_table(shard["kind"], table)})
     # The replacement keeps the original's place in the order: its rows were committed then.
     replacement = write_commit(sink, shards, kept_seeds, commit.written_at) if kept_seeds else None
     sink.remove(commit.name)
@@ -200,17 +212,32 @@ def _without_seeds(sink: Any, commit: Commit, seeds: set[str]) -> Commit | None:
     return replacement
 
 
-def summarize(table: Any, kind: str, balance_fields: list[str] = ()) -> dict[str, Any]:
-    """What a commit record says of one shard: rows, tokens, reasons (rejected/errors) and label balance (data)."""
+def summarize(table: Any, kind: str, balance_fields: list[str] = (), tally_fields: list[str] = ()) -> dict[str, Any]:
+    """What a commit record says of one shard: rows, tokens (in all and per role), reasons (rejected/errors), label
+    balance (data) and tallies (data and rejected: every sample the recipe made)."""
     reason_col = {"rejected": "rejected_by", "errors": "stage"}.get(kind)
     return {
         "kind": kind,
         "rows": table.num_rows,
         "prompt_tokens": pc.sum(table["prompt_tokens"]).as_py() or 0,
         "completion_tokens": pc.sum(table["completion_tokens"]).as_py() or 0,
+        "roles": role_usage(table["role_usage"]) if "role_usage" in table.column_names else {},
         "reasons": _counts(table[reason_col]) if reason_col else {},
         "balance": {f: _counts(table[f]) for f in balance_fields if kind == "data" and f in table.column_names},
+        "tallies": {f: _counts(table[f]) for f in tally_fields if kind != "errors" and f in table.column_names},
     }
+
+
+def role_usage(column: Any) -> dict[str, dict[str, float]]:
+    """Role → summed calls, tokens, errors, retries and seconds of a ``role_usage`` column."""
+    items = pc.list_flatten(column)
+    if isinstance(items, pa.ChunkedArray):
+        items = items.combine_chunks()
+    if len(items) == 0:
+        return {}
+    flat = pa.table({"role": items.field("role"), **{name: items.field(name) for name in USAGE_KEYS}})
+    sums = flat.group_by("role").aggregate([(name, "sum") for name in USAGE_KEYS]).to_pylist()
+    return {row["role"]: {name: row[f"{name}_sum"] for name in USAGE_KEYS} for row in sums}
 
 
 def _counts(column: Any) -> dict[str, int]:

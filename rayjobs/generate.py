@@ -12,7 +12,7 @@ import hydra
 import psutil
 from omegaconf import DictConfig, OmegaConf
 
-from rayjobs.pipeline import format_summary, run
+from rayjobs.pipeline import EngineFailed, format_summary, run
 from rayjobs.redact import scrub
 
 log = logging.getLogger("synthray")
@@ -29,6 +29,9 @@ def _main(cfg: DictConfig) -> None:
         # Bad input or config: one clear line (secrets scrubbed), no traceback, non-zero exit.
         print(f"synthray: error: {scrub(str(exc))}", file=sys.stderr)
         sys.exit(2)
+    except EngineFailed as exc:  # a server that stayed down: what failed and how to resume, no traceback
+        print(f"synthray: error: {scrub(str(exc))}", file=sys.stderr)
+        sys.exit(1)
     print(format_summary(result))
 
 

@@ -34,8 +34,9 @@ from filtering.stage import (
     start_filter_state,
 )
 from generation.actor import GenerateActor
-from generation.engine import check_sampling
+from generation.engines import EngineUnavailable
 from generation.recipes import Recipe, build_recipe
+from generation.roles import GENERATOR
 from generation.state import (
     ARTIFACT,
     ENGINE_READY_AT,
@@ -47,6 +48,7 @@ from generation.state import (
 )
 from rayjobs.commit import ARTIFACTS, CORPUS_SAMPLE, SUCCESS, Commit, Heartbeat, attempts, open_run, reconcile
 from rayjobs.cores import EngineCores, run_cpus, supported
+from rayjobs.engines import check_roles, check_servers, role_figures, secrets, start_budgets
 from rayjobs.redact import redact
 from rayjobs.report import sample_seeds, write_report
 from rayjobs.rows import KINDS, row_schema
@@ -205,6 +207,13 @@ def isolated_cpus(config: dict[str, Any]) -> set[int] | None:
     return cpus if len(cpus) > 1 else None
 
 
+def with_weights_options(model: dict[str, Any]) -> dict[str, Any]:
+    """``model`` with the fsspec options its weights are fetched with: weights on object storage are fetched by the
+    engine actors (once per node), with the driver's credentials."""
+    weights = {"uri": str(model.get("source")), **{k: model.get(k) for k in ("endpoint_url", "storage_options")}}
+    return {**model, "storage_options": storage_options(weights)}
+
+
 def build_dataset(
     config: dict[str, Any],
     plan: SeedPlan,
@@ -214,6 +223,7 @@ def build_dataset(
     state: Any,
     cpus: set[int] | None = None,
     corpus: list[dict[str, Any]] | None = None,
+    roles: dict[str, dict[str, Any]] | None = None,
 ) -> ray.data.Dataset:
     model, cluster, run = config["model"], config["cluster"], config["run"]
     # A block is never split (Ray Data splits blocks over 128 MiB by default): every row of a seed reaches the same
@@ -233,14 +243,13 @@ def build_dataset(
         concurrency=int(cluster.get("read_workers", 1)),
         override_num_blocks=len(plan.chunks),
     )
-    # Weights on object storage are fetched by the engine actors (once per node), with the driver's credentials.
-    weights = {"uri": str(model.get("source")), **{k: model.get(k) for k in ("endpoint_url", "storage_options")}}
+    roles = roles or {GENERATOR: model}
     ds = ds.map_batches(
         GenerateActor,
         batch_format="pyarrow",
         batch_size=int(model.get("batch_size", 16)),
         fn_constructor_kwargs=dict(
-            model={**model, "storage_options": storage_options(weights)},
+            model=with_weights_options(model),
             recipe=config["recipe"],
             run_name=run["name"],
             run_seed=int(run["seed"]),
@@ -248,6 +257,9 @@ def build_dataset(
             state=state,
             cpus=sorted(cpus) if cpus else None,
             corpus=corpus,
+            roles={role: with_weights_options(m) for role, m in roles.items() if role != GENERATOR},
+            budgets=start_budgets(roles),
+            secrets=secrets(roles),
         ),
         # Each block is one batch and every queued batch runs at once on the actor's event loop: the seeds in
         # flight per engine are batch_size × max_tasks_in_flight.
@@ -278,6 +290,7 @@ def build_dataset(
             storage_options=storage_options(config["sink"]),
             retry_s=float(config["sink"].get("retry_s", 120)),
             balance_fields=list(getattr(recipe, "balance_fields", ())),
+            tally_fields=list(getattr(recipe, "tally_fields", ())),
         ),
         compute=ActorPoolStrategy(size=int(cluster.get("writer_workers", 1))),
         num_cpus=light,
@@ -310,7 +323,7 @@ def run(config: dict[str, Any], started: float | None = None) -> RunResult:
     steps = config["filters"] or {}
     build_filters(steps, text_fields)
     engine_gpus(model)
-    check_sampling(model.get("sampling"))
+    roles = check_roles(config)
     check_in_flight(model)
     check_workers(config["cluster"])
     sink = Sink(config["sink"]["uri"], storage_options(config["sink"]), float(config["sink"].get("retry_s", 120)))
@@ -325,6 +338,7 @@ def run(config: dict[str, Any], started: float | None = None) -> RunResult:
             f"the source yielded no seeds (source={config['source'].get('kind')}, "
             f"uri={config['source'].get('uri')}, limit={config['source'].get('limit')})"
         )
+    check_servers(roles)  # an HTTP role's server answers, with this key, for this model
     committed = open_run(sink, config, bool(run_cfg.get("overwrite", False)))
     corpus = keep_corpus_sample(sink, plan.sample) if sample_size else None
     if corpus is not None:
@@ -360,8 +374,8 @@ def run(config: dict[str, Any], started: float | None = None) -> RunResult:
         cpus = isolated_cpus(config)
         cores = EngineCores(cpus) if cpus else None
         if plan.chunks:
-            dataset = build_dataset(config, plan, recipe, schema, shards, state, cpus, corpus)
-            with cores or contextlib.nullcontext():
+            dataset = build_dataset(config, plan, recipe, schema, shards, state, cpus, corpus, roles)
+            with cores or contextlib.nullcontext(), engine_failures():
                 for manifest in dataset.iter_batches(batch_format="pyarrow", batch_size=None):
                     progress.add_manifest(manifest)
         progress.finish()
@@ -373,6 +387,8 @@ def run(config: dict[str, Any], started: float | None = None) -> RunResult:
         summary["filters"] = stats.filter_funnel(list(steps), state_values.get(FILTER_SECONDS, {}))
         summary["filter_counters"] = state_values.get(FILTER_COUNTERS, {})
         summary["generation"] = generation_curve(state_values, started)
+        summary["roles"] = role_figures(roles, stats.roles)
+        summary.update(recipe_figures(recipe, summary["tallies"]))
         if cores is not None and cores.engine:
             summary["cpu_isolation"] = {"engine": sorted(cores.engine), "others": sorted(cores.others)}
         # Start-up as users feel it, from the command's start: an engine ready, the first sample done.
@@ -387,6 +403,27 @@ def run(config: dict[str, Any], started: float | None = None) -> RunResult:
             )
         finalize(sink, config, summary, recipe, artifacts=state_values)
     return RunResult(sink, summary)
+
+
+class EngineFailed(RuntimeError):
+    """An engine stayed unavailable (a server down past its retries): the run stops; committed seeds are kept."""
+
+
+@contextlib.contextmanager
+def engine_failures() -> Iterator[None]:
+    """An engine that stays unavailable fails the run with its own message, not Ray Data's traceback around it
+    (Ray's task error is an instance of the exception the actor raised)."""
+    try:
+        yield
+    except EngineUnavailable as exc:
+        cause = getattr(exc, "cause", None) or exc
+        raise EngineFailed(str(cause.args[0]) if cause.args else str(cause)) from None
+
+
+def recipe_figures(recipe: Recipe, tallies: dict[str, dict[str, int]]) -> dict[str, Any]:
+    """Run-wide figures a recipe derives from its tallied columns (e.g. the judge's position-consistency rate)."""
+    derive = getattr(recipe, "run_figures", None)
+    return derive(tallies) if derive is not None else {}
 
 
 def generation_curve(state_values: dict[str, Any], started: float) -> list[list[float]]:
@@ -466,6 +503,7 @@ def finalize(
         "name": config["run"]["name"],
         "recipe": config["recipe"]["name"],
         "model": model["name"],
+        "roles": {role: m["name"] for role, m in (config.get("engines") or {}).items()},
         "uri": sink.uri,
         "replicas": model.get("replicas", 1),
         "text_fields": list(recipe.text_fields),

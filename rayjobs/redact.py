@@ -11,9 +11,22 @@ _SECRET_KEY = re.compile(r"(secret|password|passwd|credential|api_?key|access_?k
 _SECRET_ENV = re.compile(r"(SECRET|PASSWORD|TOKEN|CREDENTIAL|ACCESS_KEY|API_KEY)", re.I)
 
 
+# Variables the config names as holding a secret (an HTTP role's api_key_env), whatever they are called.
+_NAMED_SECRETS: set[str] = set()
+
+
+def keep_secret_env(name: str) -> None:
+    """Scrub the value of environment variable ``name`` too, from now on in this process."""
+    _NAMED_SECRETS.add(name)
+
+
 def _env_secrets() -> list[str]:
-    # Values of secret-looking environment variables, longest first so one never masks part of another.
-    return sorted((v for k, v in os.environ.items() if _SECRET_ENV.search(k) and len(v) >= 4), key=len, reverse=True)
+    # Values of secret-looking or named environment variables, longest first so one never masks part of another.
+    return sorted(
+        (v for k, v in os.environ.items() if (_SECRET_ENV.search(k) or k in _NAMED_SECRETS) and len(v) >= 4),
+        key=len,
+        reverse=True,
+    )
 
 
 def scrub(text: str) -> str:

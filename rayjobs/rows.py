@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+from generation.recipes.base import USAGE_KEYS
+
 # A seed as it travels to the engines: its id, the row as JSON, and why it cannot be used (empty when it can).
 SEED_SCHEMA = pa.schema([("seed_id", pa.string()), ("seed", pa.string()), ("error", pa.string())])
 
@@ -14,7 +16,15 @@ LINEAGE = [
     ("recipe", pa.string()),
     ("model", pa.string()),
 ]
-TOKENS = [("prompt_tokens", pa.int64()), ("completion_tokens", pa.int64())]
+# Per role (generator, judge, critic...): the calls booked on the row and what they cost; summed from the commit
+# records into run.json's per-role figures, so those survive a resume. A list of structs, not a map: Hugging Face
+# datasets cannot load Arrow maps.
+ROLE_USAGE_TYPE = pa.list_(
+    pa.struct(
+        [("role", pa.string())] + [(name, pa.float64() if name == "seconds" else pa.int64()) for name in USAGE_KEYS]
+    )
+)
+TOKENS = [("prompt_tokens", pa.int64()), ("completion_tokens", pa.int64()), ("role_usage", ROLE_USAGE_TYPE)]
 # `status` routes a row to data/ (ok), rejected/ or errors/; it is never written, the directory says it.
 STATUS = [("status", pa.string())]
 ERROR = [("stage", pa.string()), ("error", pa.string()), ("seed", pa.string())]

@@ -205,14 +205,22 @@ class ShardWriter:
             ("seed_ids", pa.list_(pa.string())),
             ("reasons", pa.string()),
             ("balance", pa.string()),
+            ("tallies", pa.string()),
+            ("roles", pa.string()),
         ]
     )
 
     def __init__(
-        self, *, uri: str, storage_options: dict[str, Any], retry_s: float = 120.0, balance_fields: list[str] = ()
+        self,
+        *,
+        uri: str,
+        storage_options: dict[str, Any],
+        retry_s: float = 120.0,
+        balance_fields: list[str] = (),
+        tally_fields: list[str] = (),
     ) -> None:
         self.sink = Sink(uri, storage_options, retry_s)
-        self.balance_fields = list(balance_fields)
+        self.balance_fields, self.tally_fields = list(balance_fields), list(tally_fields)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         shards = []
@@ -220,15 +228,15 @@ class ShardWriter:
             part = batch.filter(pc.equal(batch["status"], status))
             if part.num_rows:
                 part = part.select(columns_for(kind, batch.schema))
-                shards.append({**summarize(part, kind, self.balance_fields), "path": self.sink.write_table(kind, part)})
+                summary = summarize(part, kind, self.balance_fields, self.tally_fields)
+                shards.append({**summary, "path": self.sink.write_table(kind, part)})
         seed_ids = pc.unique(batch["seed_id"]).to_pylist()
         write_commit(self.sink, shards, seed_ids)
         manifest = [
             {
                 **shard,
                 "seed_ids": seed_ids if i == 0 else [],
-                "reasons": json.dumps(shard["reasons"]),
-                "balance": json.dumps(shard["balance"]),
+                **{key: json.dumps(shard[key]) for key in ("reasons", "balance", "tallies", "roles")},
             }
             for i, shard in enumerate(shards)
         ]

@@ -24,6 +24,10 @@ class RunStats:
     seeds: int = 0
     # Recipe label/attribute column → value → kept rows: how balanced the dataset is.
     balance: dict[str, Counter] = field(default_factory=dict)
+    # Recipe column → value → samples (kept or rejected): rates over every sample the recipe made.
+    tallies: dict[str, Counter] = field(default_factory=dict)
+    # Role → calls, tokens, errors, retries, seconds of the calls booked on committed rows.
+    roles: dict[str, Counter] = field(default_factory=dict)
     shards: int = 0
     # (seconds since start, cumulative completion tokens, cumulative rows): the throughput curve of the report.
     timeline: list[tuple[float, int, int]] = field(default_factory=list)
@@ -42,11 +46,18 @@ class RunStats:
                 counter.update(shard["reasons"])
             for column, counts in shard["balance"].items():
                 self.balance.setdefault(column, Counter()).update(counts)
+            for column, counts in (shard.get("tallies") or {}).items():  # records before tallies existed lack them
+                self.tallies.setdefault(column, Counter()).update(counts)
+            for role, figures in (shard.get("roles") or {}).items():
+                self.roles.setdefault(role, Counter()).update(figures)
 
     def add_manifest(self, manifest: pa.Table) -> None:
         """Progress as the writer's manifest rows stream in (the totals of record come from the commits)."""
         for entry in manifest.to_pylist():
-            shard = {**entry, "reasons": json.loads(entry["reasons"]), "balance": json.loads(entry["balance"] or "{}")}
+            shard = {
+                **entry,
+                **{key: json.loads(entry[key] or "{}") for key in ("reasons", "balance", "tallies", "roles")},
+            }
             self.add_shards([shard], entry["seed_ids"])
         self.timeline.append((time.time() - self.started, self.completion_tokens, sum(self.rows.values())))
 
@@ -111,5 +122,6 @@ class RunStats:
             "completion_tokens_per_s": round(self.tokens_per_s, 2),
             "shards": self.shards,
             "balance": {column: dict(counts.most_common()) for column, counts in self.balance.items()},
+            "tallies": {column: dict(counts.most_common()) for column, counts in self.tallies.items()},
             "timeline": [[round(t, 2), tok, rows] for t, tok, rows in self.timeline],
         }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from generation.engine import build_engine
+from generation.engines import build_engine
 from generation.models import resolve_model
 
 

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from generation.engine import Completion, DryRunEngine
+from generation.engines import Completion, DryRunEngine
 from generation.recipes import build_recipe
 from generation.recipes.self_instruct import SelfInstruct, parse_instruction
 from generation.seeds import builtin_seed_tasks
@@ -126,7 +126,7 @@ def test_dead_engine_fails_the_batch_instead_of_blaming_seeds():
     import pyarrow as pa
 
     from generation.actor import GenerateActor
-    from generation.engine import EngineUnavailable
+    from generation.engines import EngineUnavailable
     from rayjobs.rows import SEED_SCHEMA, row_schema
 
     class _Dead:

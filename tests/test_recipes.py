@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from generation.engine import Completion, DryRunEngine
+from generation.engines import Completion, DryRunEngine
 from generation.recipes import RECIPES, build_recipe
 from generation.seeds import builtin_seeds
 from rayjobs.rows import row_schema

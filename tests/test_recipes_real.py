@@ -16,7 +16,7 @@ import pyarrow as pa
 import pytest
 
 from filtering.base import as_text
-from generation.engine import build_engine
+from generation.engines import build_engine
 from generation.recipes import RECIPES, build_recipe
 from generation.seeds import builtin_seeds
 from tests.conftest import make_config

@@ -7,7 +7,6 @@ turns an engine error into ``StepFailed``, which ``attempt`` converts into a fai
 
 from __future__ import annotations
 
-import json
 import random
 import re
 from collections.abc import Awaitable, Callable
@@ -16,7 +15,8 @@ from typing import Any, ClassVar, Protocol
 
 import pyarrow as pa
 
-from generation.engine import Completion, EngineClient
+from generation.engines import Completion, EngineClient
+from generation.jsontext import parse_json
 
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
 
@@ -37,25 +37,6 @@ def placeholders(template: str) -> list[str]:
     return list(dict.fromkeys(_PLACEHOLDER.findall(template)))
 
 
-def parse_json(text: str) -> Any | None:
-    """The first JSON object or array in ``text`` (models wrap JSON in prose or code fences); None if there is none."""
-    text = text.strip()
-    try:
-        return json.loads(text)
-    except ValueError:
-        pass
-    decoder = json.JSONDecoder()
-    if text[:1] in "[{":  # it claims to be JSON and is not whole (cut off): an inner fragment is no answer
-        return None
-    for start, char in enumerate(text):
-        if char in "[{":
-            try:
-                return decoder.raw_decode(text, start)[0]
-            except ValueError:
-                continue
-    return None
-
-
 def string_list(key: str, max_items: int, max_length: int = 300) -> dict:
     """Schema of ``{key: [up to max_items strings]}``: bounds keep a small model from rambling until max_tokens."""
     item = {"type": "string", "minLength": 1, "maxLength": max_length}
@@ -65,6 +46,18 @@ def string_list(key: str, max_items: int, max_length: int = 300) -> dict:
 
 def user(content: str, system: str = "") -> list[dict[str, str]]:
     return ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": content}]
+
+
+def role(engine: EngineClient, *names: str) -> EngineClient:
+    """The first of ``names`` the run gives an engine of its own, else the last one (which is the generator when the
+    run does not set it either). A plain client (a unit test's engine) plays every role."""
+    find = getattr(engine, "role", None)
+    if find is None:
+        return engine
+    return find(next((n for n in names if engine.configured(n)), names[-1]))
+
+
+USAGE_KEYS = ("calls", "prompt_tokens", "completion_tokens", "errors", "retries", "seconds")
 
 
 class StepFailed(Exception):
@@ -89,12 +82,33 @@ class Sample:
     error: str | None = None
     stage: str = "recipe"
     reject_reason: str | None = None
+    # Role → calls, tokens, errors, retries and seconds of the calls booked on this sample (the row's role_usage).
+    usage: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def spend(self, completion: Completion) -> Completion:
         """Add a call's tokens to this sample and hand the completion back, so calls read as one line."""
         self.prompt_tokens += completion.prompt_tokens
         self.completion_tokens += completion.completion_tokens
+        booked = self.usage.setdefault(completion.role or "generator", dict.fromkeys(USAGE_KEYS, 0))
+        for key, value in (
+            ("calls", 1),
+            ("prompt_tokens", completion.prompt_tokens),
+            ("completion_tokens", completion.completion_tokens),
+            ("errors", int(not completion.ok)),
+            ("retries", completion.retries),
+            ("seconds", completion.seconds),
+        ):
+            booked[key] += value
         return completion
+
+    def book(self, other: Sample) -> None:
+        """Add another sample's spending (a shared step's) to this one."""
+        self.prompt_tokens += other.prompt_tokens
+        self.completion_tokens += other.completion_tokens
+        for name, figures in other.usage.items():
+            booked = self.usage.setdefault(name, dict.fromkeys(USAGE_KEYS, 0))
+            for key in USAGE_KEYS:
+                booked[key] += figures[key]
 
     async def ask(self, engine: EngineClient, messages: list[dict[str, str]], **kwargs: Any) -> Completion:
         """One chat call whose tokens count for this sample; an engine error raises ``StepFailed``."""
@@ -118,8 +132,7 @@ class Sample:
         are booked once, on the first, so per-row sums still add up to the run's total."""
         samples = [Sample({**self.fields, **f}) for f in fields]
         if samples:
-            samples[0].prompt_tokens += self.prompt_tokens
-            samples[0].completion_tokens += self.completion_tokens
+            samples[0].book(self)
         return samples
 
     def fail(self, stage: str, error: str) -> Sample:

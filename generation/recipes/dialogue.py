@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 import pyarrow as pa
 
-from generation.engine import EngineClient, check_sampling
+from generation.engines import EngineClient, check_sampling
 from generation.recipes.base import Sample, StepFailed, attempt, render, string_list, user
 
 PERSONAS_SCHEMA = {

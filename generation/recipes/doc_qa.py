@@ -15,8 +15,8 @@ from typing import Any, ClassVar
 
 import pyarrow as pa
 
-from generation.engine import EngineClient
-from generation.engine import check_sampling as valid_sampling  # `check_sampling` is also this recipe's parameter
+from generation.engines import EngineClient
+from generation.engines import check_sampling as valid_sampling  # `check_sampling` is also this recipe's parameter
 from generation.recipes.base import Sample, StepFailed, attempt, render, string_list, user
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")

@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 import pyarrow as pa
 
-from generation.engine import EngineClient, check_sampling
+from generation.engines import EngineClient, check_sampling
 from generation.recipes.base import Sample, attempt, render, user
 
 

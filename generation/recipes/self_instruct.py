@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 
 import pyarrow as pa
 
-from generation.engine import EngineClient, check_sampling
+from generation.engines import EngineClient, check_sampling
 from generation.novelty import rouge_l, rouge_l_bound, tokens
 from generation.recipes.base import Sample, StepFailed, attempt, placeholders, render, user
 from generation.state import SharedState

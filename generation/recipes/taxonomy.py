@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 
 import pyarrow as pa
 
-from generation.engine import EngineClient, check_sampling
+from generation.engines import EngineClient, check_sampling
 from generation.recipes.base import Sample, StepFailed, attempt, parse_json, render, user
 from generation.state import ARTIFACT, SharedState
 

@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 import pyarrow as pa
 
-from generation.engine import EngineClient, check_sampling
+from generation.engines import EngineClient, check_sampling
 from generation.recipes.base import Sample, StepFailed, attempt, parse_json, placeholders, render
 
 _ARROW = {"string": pa.string(), "integer": pa.int64(), "number": pa.float64(), "boolean": pa.bool_()}
@@ -70,15 +70,12 @@ class Template:
 
     async def run(self, seed: dict[str, Any], engine: EngineClient, rng: random.Random) -> list[Sample]:
         messages = [{"role": m["role"], "content": render(m["content"], **seed)} for m in self.messages]
-        done = await engine.chat(messages, n=self.n, json_schema=self.json_schema, **self.sampling)
+        call = Sample()
+        done = call.spend(await engine.chat(messages, n=self.n, json_schema=self.json_schema, **self.sampling))
         if not done.ok:
-            return [Sample(prompt_tokens=done.prompt_tokens).fail("engine", done.error)]
-        # The call's tokens are split evenly across its n samples, so per-row sums add up to the run total.
-        count = len(done.texts)
-        samples = [
-            Sample(prompt_tokens=done.prompt_tokens // count, completion_tokens=done.completion_tokens // count)
-            for _ in done.texts
-        ]
+            return [call.fail("engine", done.error)]
+        # The call's tokens (all n samples') are booked on the first, so per-row sums add up to the run total.
+        samples = call.fan_out([{} for _ in done.texts])
 
         async def parse(sample: Sample, text: str) -> Sample:
             sample.fields = self._fields(text)

@@ -140,25 +140,49 @@ def test_entigraph_extracts_then_relates_sampled_pairs_and_triples():
     assert len(bad) == 1 and bad[0].stage == "parse"
 
 
-def test_doc_qa_chunks_by_tokens_and_rejects_unsupported_answers():
+def test_doc_qa_chunks_by_tokens_and_keeps_answers_whose_evidence_is_in_the_chunk():
     from generation.recipes.doc_qa import chunk_text
 
     text = "One two three. Four five six. Seven eight nine ten."
     assert chunk_text(text, 6, lambda t: len(t.split())) == ["One two three. Four five six.", "Seven eight nine ten."]
     recipe, _ = _recipe("doc_qa", "recipe.chunk_tokens=16", "recipe.questions_per_chunk=2")
+    assert _recipe("doc_qa")[0].chunk_tokens == 512
 
     def answer(prompt, schema):
-        if schema and "questions" in schema["properties"]:
+        if "questions" in schema["properties"]:
             return {"questions": ["Q1?", "Q2?"]}
-        if schema:
-            return {"supported": "Q1?" in prompt}
-        return "An answer."
+        if "supported" in schema["properties"]:
+            raise AssertionError("no judge is set: no support call")
+        chunk = prompt.split("Passage:\n", 1)[1]
+        quoted = chunk.split(".")[0] if "Q1?" in prompt else "words the passage never says"
+        return {"answer": "An answer.", "evidence": f"\u201c{quoted.upper()}.\u201d"}  # quotes, case: normalised
 
     document = " ".join([f"Sentence number {i} is here." for i in range(8)])
     samples = _run(recipe, {"text": document}, Scripted(answer))
     chunks = {s.fields["chunk_index"] for s in samples}
     assert len(chunks) >= 2 and len(samples) == 2 * len(chunks)
-    assert {s.reject_reason for s in samples} == {None, "answer_not_supported_by_chunk"}
+    assert {s.reject_reason for s in samples} == {None, "evidence_not_in_chunk"}
+    assert all(s.fields["evidence_found"] == (s.reject_reason is None) for s in samples)
+    assert all(s.fields.get("supported") is None for s in samples)
+
+
+def test_doc_qa_asks_the_judge_role_for_support_when_the_run_sets_one():
+    from generation.roles import Engines
+
+    recipe, _ = _recipe("doc_qa", "recipe.chunk_tokens=64", "recipe.questions_per_chunk=1")
+    chunk = "The harbor opens at dawn. Boats leave at noon."
+    generator = Scripted(
+        lambda p, s: (
+            {"questions": ["When?"]}
+            if "questions" in s["properties"]
+            else {"answer": "At dawn.", "evidence": "The harbor opens at dawn"}
+        )
+    )
+    judge = Scripted(lambda p, s: {"supported": False})
+    [sample] = _run(recipe, {"text": chunk}, Engines({"generator": generator, "judge": judge}))
+    assert len(judge.calls) == 1 and "Answer: At dawn." in judge.calls[0]["prompt"]
+    assert sample.reject_reason == "answer_not_supported_by_chunk" and sample.fields["evidence_found"] is True
+    assert set(sample.usage) == {"generator", "judge"} and sample.usage["judge"]["calls"] == 1
 
 
 @pytest.mark.parametrize("strategy,calls", [("answer_augmentation", 1), ("question_rephrase", 1), ("new_question", 3)])
@@ -212,13 +236,46 @@ def test_targen_relabels_and_corrects_or_drops(on_mismatch):
     assert bad.stage == "input"
 
 
-def test_back_translate_keeps_only_verified_pairs():
+def test_back_translate_checks_a_checkable_answer_by_value_and_asks_the_judge_for_free_text():
+    from generation.roles import Engines
+
     recipe, _ = _recipe("back_translate", "recipe.attempts=2")
-    verdicts = iter([{"match": True, "reason": "same"}, {"match": False, "reason": "differs"}])
-    engine = Scripted(lambda p, s: next(verdicts) if s else "text")
-    samples = _run(recipe, {"output": "4"}, engine)
+    forwards = iter(["So 2 + 2 = 4.00 in all.", "I count 5."])
+    generator = Scripted(lambda p, s: "How much is 2 + 2?" if "answer written" in p else next(forwards))
+    judge = Scripted(lambda p, s: {"match": True, "reason": "same"})
+    engines = Engines({"generator": generator, "judge": judge})
+    samples = _run(recipe, {"output": "4"}, engines)
     assert sorted(str(s.reject_reason) for s in samples) == ["None", "forward_result_does_not_match"]
-    assert all(s.fields["response"] == "4" for s in samples)
+    assert {s.fields["verified_by"] for s in samples} == {"value"} and not judge.calls  # no model asked
+    assert sorted(s.fields["forward_answer"] for s in samples) == ["4", "5"]
+    assert all(s.fields["response"] == "4" and s.fields["expected_answer"] == "4" for s in samples)
+
+    recipe, _ = _recipe("back_translate")
+    engines = Engines({"generator": Scripted(lambda p, s: "Paris."), "judge": judge})
+    [free] = _run(recipe, {"output": "Paris is the capital of France."}, engines)
+    assert free.fields["verified_by"] == "llm" and free.reject_reason is None and len(judge.calls) == 1
+
+
+@pytest.mark.parametrize(
+    "reference,forward,kind,same",
+    [
+        ("42", "Adding them gives 40, then 2 more: 42.", "number", True),
+        ("#### 1,250", "The total is 1250.0", "number", True),
+        ("0.5", "It is 1/2.", "number", True),
+        ("\\boxed{7}", "so the answer is 8, not 7? No: the answer is 8", "number", False),
+        ("(B)", "A is wrong, so the answer is B.", "choice", True),
+        ("Answer: C", "I pick (D)", "choice", False),
+        ('{"x": 1, "y": [2]}', 'Result: {"y": [2], "x": 1}', "json", True),
+        ("Water boils at 100 degrees Celsius at sea level.", "", None, None),
+    ],
+)
+def test_checkable_answers_are_read_and_compared_by_value(reference, forward, kind, same):
+    from generation.answers import candidate_answer, reference_answer, same_value
+
+    expected = reference_answer(reference)
+    assert (expected.kind if expected else None) == kind
+    if expected is not None:
+        assert same_value(expected, candidate_answer(forward, expected.kind)) is same
 
 
 def test_pseudo_label_majority_vote_and_confidence():
@@ -273,147 +330,82 @@ def test_taxonomy_phase_one_generates_updates_per_batch_reviews_then_labels():
     assert stored["sample_ids"] == [row["id"] for row in builtin_seeds("texts")[:6]]
 
 
-def test_judge_pairwise_cancels_position_bias():
-    from generation.recipes.judge import combine
+@pytest.mark.parametrize("on_inconsistent", ["tie", "reject"])
+def test_judge_pairwise_keeps_both_orders_and_flags_position_inconsistency(on_inconsistent):
+    from generation.recipes.judge import Judge, combine
+    from generation.roles import Engines
 
     assert combine("A", "B") == "A" and combine("B", "A") == "B"
     assert combine("A", "A") == "tie"  # the judge always picked the first position
-    recipe, _ = _recipe("judge", "recipe.mode=pairwise")
-    engine = Scripted(lambda p, s: {"critique": "c", "winner": "A"})
-    [sample] = _run(recipe, builtin_seeds("answer_pairs")[0], engine)
-    assert len(engine.calls) == 2 and sample.fields["winner"] == "tie"
-    assert engine.calls[0]["prompt"] != engine.calls[1]["prompt"]  # the answers were swapped
+    recipe, _ = _recipe("judge", "recipe.mode=pairwise", f"recipe.on_inconsistent={on_inconsistent}")
+    judge = Scripted(lambda p, s: {"critique": f"critique of {p[:12]}", "winner": "A"})
+    generator = Scripted(lambda p, s: pytest.fail("the generator must not judge when a judge is set"))
+    [sample] = _run(recipe, builtin_seeds("answer_pairs")[0], Engines({"generator": generator, "judge": judge}))
+    assert len(judge.calls) == 2 and judge.calls[0]["prompt"] != judge.calls[1]["prompt"]  # the answers swapped
+    assert sample.fields["winner"] == "tie" and sample.fields["position_consistent"] is False
+    assert len(sample.fields["critiques"]) == 2 and sample.fields["order_verdicts"] == ["A", "A"]
+    assert (sample.reject_reason == "position_inconsistent") == (on_inconsistent == "reject")
+    consistent = Scripted(
+        lambda p, s: {"critique": "c", "winner": "A" if p.split("Answer A: ")[1].startswith("good") else "B"}
+    )
+    seed = {"instruction": "Pick.", "response_a": "good one", "response_b": "bad one"}
+    [agreed] = _run(recipe, seed, consistent)
+    assert agreed.fields["winner"] == "A" and agreed.fields["position_consistent"] is True and not agreed.reject_reason
+    assert Judge.run_figures({"position_consistent": {"True": 3, "False": 1}}) == {"position_consistency_rate": 0.75}
     single, _ = _recipe("judge")
     [bad] = _run(single, builtin_seeds("seed_tasks")[0], Scripted(lambda p, s: {"critique": "c", "score": 42}))
     assert bad.stage == "parse"
+    with pytest.raises(ValueError, match=r"on_inconsistent 'maybe'; valid choices: \['tie', 'reject'\]"):
+        _recipe("judge", "recipe.on_inconsistent=maybe")
 
 
-def test_critique_revise_emits_a_preference_pair():
+def _critic_and_judge(revision: str, verdict_for_revision_first: str, verdict_for_draft_first: str):
+    """Engines for critique_revise: a generator drafting "draft", a critic revising to ``revision``, a judge."""
+    from generation.roles import Engines
+
+    generator = Scripted(lambda p, s: "draft")
+    critic = Scripted(lambda p, s: "the critique" if p.rstrip().endswith("brief.") else revision)
+
+    def judged(prompt, schema):
+        first = prompt.split("Answer A: ", 1)[1]
+        winner = verdict_for_revision_first if first.startswith(revision) else verdict_for_draft_first
+        return {"critique": "c", "winner": winner}
+
+    judge = Scripted(judged)
+    return Engines({"generator": generator, "critic": critic, "judge": judge}), generator, critic, judge
+
+
+@pytest.mark.parametrize(
+    "verdicts,judgment,reason,chosen",
+    [
+        (("A", "B"), "revision", None, "better"),
+        (("B", "A"), "draft", "revision_worse_than_draft", "draft"),
+        (("A", "A"), "tie", "judge_tie", "better"),
+    ],
+)
+def test_critique_revise_drafts_with_the_generator_edits_with_the_critic_and_follows_the_judge(
+    verdicts, judgment, reason, chosen
+):
     recipe, _ = _recipe("critique_revise")
-    replies = iter(["draft", "critique", "better"])
-    [sample] = _run(recipe, {"instruction": "Do it."}, Scripted(lambda p, s: next(replies)))
-    assert (sample.fields["chosen"], sample.fields["rejected"]) == ("better", "draft")
-    same = iter(["draft", "critique", "draft"])
-    [unchanged] = _run(recipe, {"instruction": "Do it."}, Scripted(lambda p, s: next(same)))
-    assert unchanged.reject_reason == "revision_equals_draft"
+    engines, generator, critic, judge = _critic_and_judge("better", *verdicts)
+    seed = {"instruction": "Summarise the memo.", "document": "The memo says the office moves in May."}
+    [sample] = _run(recipe, seed, engines)
+    assert len(generator.calls) == 1 and len(critic.calls) == 2 and len(judge.calls) == 2
+    assert all("The memo says the office moves in May." in c["prompt"] for c in generator.calls + critic.calls)
+    assert sample.fields["judgment"] == judgment and sample.reject_reason == reason
+    assert sample.fields["chosen"] == chosen and {sample.fields["chosen"], sample.fields["rejected"]} == {
+        "better",
+        "draft",
+    }
+    assert set(sample.usage) == {"generator", "critic", "judge"}
 
 
-def test_graded_relevance_one_document_per_level():
-    recipe, _ = _recipe("graded_relevance")
-    engine = Scripted(lambda p, s: "passage")
-    samples = _run(recipe, {"query": "why do cats purr"}, engine)
-    assert sorted(s.fields["relevance"] for s in samples) == [0, 1, 2, 3] and len(engine.calls) == 4
-
-
-def test_self_instruct_pool_grows_with_generated_instructions():
-    recipe, _ = _recipe("self_instruct", "recipe.samples_per_seed=1", "recipe.machine_examples=1")
-    inventions = iter(["Describe a new invention for kitchens.", "Compose a limerick about a sleepy octopus."])
-    engine = Scripted(lambda p, s: next(inventions) if p.startswith("Here are") else "An answer.")
-    _run(recipe, builtin_seeds("seed_tasks")[0], engine)
-    _run(recipe, builtin_seeds("seed_tasks")[1], engine)
-    assert "Describe a new invention for kitchens." in engine.calls[-2]["prompt"]  # a generated example was shown
-
-
-POOL_TASK = "Write a short poem about the quiet sea at night."
-
-
-def _planting_self_instruct(*overrides: str):
-    """self_instruct on the echo engine, each seed's ``plant`` field the model's new instruction (the prompt's first
-    line), the task pool one human task."""
-    config = make_config(
-        [
-            "recipe=self_instruct",
-            "model=dry_run",
-            "recipe.instruction_prompt='{plant}\n\n{examples}'",
-            "recipe.num_examples=1",
-            "recipe.samples_per_seed=1",
-            f"recipe.pool=[{{id: human-1, instruction: '{POOL_TASK}'}}]",
-            *overrides,
-        ]
-    )
-    return build_recipe(config["recipe"])
-
-
-def _planted(recipe, plants: list[str], engine=None) -> list:
-    engine = engine or DryRunEngine(echo=True)
-    seed = {"instruction": "Name a fruit that grows on trees."}
-    return [_run(recipe, {**seed, "plant": plant}, engine)[0] for plant in plants]
-
-
-def test_self_instruct_keeps_only_novel_instructions_and_pools_only_those():
-    from generation.recipes.self_instruct import NOVELTY_POOL, generated_id
-
-    recipe = _planting_self_instruct()
-    assert recipe.required_fields == ("instruction", "plant")
-    near_copy = "Write a poem about the quiet sea at night."
-    novel = "Explain how ocean tides form along rocky coasts."
-    samples = _planted(
-        recipe,
-        [
-            near_copy,  # ROUGE-L ≥ 0.7 with the pool's human task
-            novel,
-            "Explain how the ocean tides form along rocky coasts.",  # a near-copy of the one just accepted
-            near_copy,  # again: still near the human task only, since the first copy never joined the pool
-            "Draw a map of the town where you grew up.",
-            "List fruits.",
-            "Name a fruit that grows on trees.",  # copies its own seed's task
-            "¿Cuál es la capital de Francia y por qué?",
-        ],
-    )
-    reasons = [s.reject_reason for s in samples]
-    assert reasons[0].startswith("rouge_l_0.9") and reasons[0].endswith(":human-1")
-    assert reasons[1] is None and samples[1].fields["response"]
-    assert reasons[2].endswith(f":{generated_id(novel)}")
-    assert reasons[3] == reasons[0]  # not 1.00 against the first copy: it was never pooled
-    assert reasons[4:] == ["keyword:draw", "too_short:2_words", "rouge_l_1.00:seed_task", "starts_with_non_english"]
-    assert all(s.fields.get("response") is None for s in samples if s.reject_reason)  # rejected: never answered
-    assert all(s.fields["instruction"] for s in samples)
-    pool = recipe.state._local._impl._pools[NOVELTY_POOL]
-    assert pool.ids == ["human-1", generated_id(novel)]
-
-
-def test_self_instruct_rebuilds_its_pool_from_committed_rows_on_resume():
-    from generation.recipes.self_instruct import generated_id
-
-    novel = "Explain how ocean tides form along rocky coasts."
-    first = _planting_self_instruct()
-    [kept, dropped] = _planted(first, [novel, "Write a poem about the quiet sea at night."])
-    committed = [
-        {"instruction": kept.fields["instruction"], "response": kept.fields["response"]},
-        {"instruction": dropped.fields["instruction"], "rejected_by": "self_instruct"},
-        {"instruction": "Summarise the history of the printing press.", "rejected_by": "refusal"},  # had joined
-    ]
-    resumed = _planting_self_instruct()  # a new attempt: a fresh state
-    asyncio.run(resumed.restore_state(committed))
-    samples = _planted(
-        resumed,
-        [
-            "Explain how the ocean tides form along rocky coasts.",
-            "Summarise the history of the printing press in Europe.",
-            "Write a poem about the quiet sea at night.",
-        ],
-    )
-    assert [s.reject_reason.rsplit(":", 1)[-1] for s in samples][:2] == [
-        generated_id(novel),
-        generated_id("Summarise the history of the printing press."),
-    ]
-    assert samples[2].reject_reason.endswith(":human-1")  # the pool's own tasks are there too
-    machine = asyncio.run(resumed.state.sample("self_instruct_pool", 10, 0))
-    assert {t["instruction"] for t in machine} == {novel, "Summarise the history of the printing press."}
-
-
-def test_template_defined_only_in_yaml(tmp_path):
-    (tmp_path / "recipe").mkdir()
-    (tmp_path / "recipe" / "my_labels.yaml").write_text(
-        "name: template\nbuiltin_seeds: texts\nn: 1\noutput: unused\nsampling: {}\n"
-        "messages:\n  - {role: user, content: 'Classify: {text}'}\n"
-        "json_schema:\n  type: object\n  properties:\n    topic: {type: string}\n    urgent: {type: boolean}\n"
-    )
-    config = make_config([f"hydra.searchpath=[file://{tmp_path}]", "recipe=my_labels", "model=dry_run"])
-    recipe = build_recipe(config["recipe"])
-    assert set(recipe.columns) == {"topic", "urgent"} and recipe.required_fields == ("text",)
-    [sample] = _run(recipe, {"text": "The app crashes {x} ${oc.env:HOME}"})
-    assert isinstance(sample.fields["urgent"], bool) and sample.fields["topic"]
+def test_critique_revise_with_one_model_and_an_unchanged_revision():
+    recipe, _ = _recipe("critique_revise")
+    replies = iter(["draft", "critique", "draft"])
+    engine = Scripted(lambda p, s: next(replies))
+    [unchanged] = _run(recipe, {"instruction": "Do it."}, engine)
+    assert unchanged.reject_reason == "revision_equals_draft" and len(engine.calls) == 3  # no judging call
 
 
 @pytest.mark.parametrize("name", ["template", "augment", "critique_revise", "pseudo_label"])

@@ -1,9 +1,11 @@
 """Document QA: questions per token-bounded chunk, answered from the chunk, kept only when the chunk supports them.
 
 After GeMQuAD (Namboori et al., 2024) and long-span QA generation: long documents are cut into chunks of at most
-``chunk_tokens`` tokens at sentence boundaries; the model writes questions about each chunk, answers each with the
-chunk as context, then checks (JSON-constrained) whether the chunk supports the answer. Unsupported answers go to
-rejected/ with the reason.
+``chunk_tokens`` tokens at sentence boundaries; the model writes questions about each chunk and answers each with
+the chunk as context, quoting the ``evidence`` span it used. The span must occur in the chunk (compared after
+normalising case, quotes, dashes and spaces): a small model's answers rarely match the chunk word for word, its
+quotes can, so this check needs no model. A support check by the ``judge`` role (JSON-constrained) comes on top when
+the run sets one (``support_check``). Answers failing either go to rejected/ with the reason.
 """
 
 from __future__ import annotations
@@ -17,10 +19,31 @@ import pyarrow as pa
 
 from generation.engines import EngineClient
 from generation.engines import check_sampling as valid_sampling  # `check_sampling` is also this recipe's parameter
-from generation.recipes.base import Sample, StepFailed, attempt, render, string_list, user
+from generation.recipes.base import Sample, StepFailed, attempt, render, role, string_list, user
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 SUPPORT_SCHEMA = {"type": "object", "properties": {"supported": {"type": "boolean"}}, "required": ["supported"]}
+ANSWER_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "answer": {"type": "string", "minLength": 1, "maxLength": 600},
+        "evidence": {"type": "string", "minLength": 1, "maxLength": 600},
+    },
+    "required": ["answer", "evidence"],
+}
+SUPPORT_CHECKS = ("auto", "always", "never")
+MIN_EVIDENCE_WORDS = 3  # a quoted "the" proves nothing
+_QUOTES = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"', "\u2013": "-", "\u2014": "-"})
+
+
+def normalised(text: str) -> str:
+    """Case, typographic quotes and dashes, and runs of spaces folded; surrounding quotes and punctuation dropped."""
+    return " ".join(text.translate(_QUOTES).lower().split()).strip(" \"'.,;:!?")
+
+
+def evidence_in(chunk: str, evidence: str) -> bool:
+    span = normalised(evidence)
+    return len(span.split()) >= MIN_EVIDENCE_WORDS and span in normalised(chunk)
 
 
 def chunk_text(text: str, max_tokens: int, count_tokens) -> list[str]:
@@ -43,8 +66,10 @@ class DocQA:
     chunk_tokens: most tokens per chunk.
     questions_per_chunk: questions asked per chunk (the schema allows up to 5).
     question_prompt: ``{chunk}`` and ``{count}``.
-    answer_prompt: ``{chunk}`` and ``{question}``.
-    check_prompt: ``{chunk}``, ``{question}`` and ``{answer}``; the model answers {"supported": true|false}.
+    answer_prompt: ``{chunk}`` and ``{question}``; the model answers {"answer": ..., "evidence": <quoted span>}.
+    check_prompt: ``{chunk}``, ``{question}`` and ``{answer}``; the judge answers {"supported": true|false}.
+    support_check: ``auto`` (by the judge role when the run sets one), ``always`` (the generator judges when no
+        judge is set) or ``never``; the evidence check always runs.
     question_sampling, answer_sampling, check_sampling: sampling per call.
     """
 
@@ -54,6 +79,8 @@ class DocQA:
         "chunk": pa.string(),
         "question": pa.string(),
         "answer": pa.string(),
+        "evidence": pa.string(),
+        "evidence_found": pa.bool_(),
         "supported": pa.bool_(),
     }
     text_fields: ClassVar[tuple[str, ...]] = ("question", "answer")
@@ -64,19 +91,32 @@ class DocQA:
         question_prompt: str,
         answer_prompt: str,
         check_prompt: str,
-        chunk_tokens: int = 256,
+        chunk_tokens: int = 512,
         questions_per_chunk: int = 2,
+        support_check: str = "auto",
         question_sampling: dict | None = None,
         answer_sampling: dict | None = None,
         check_sampling: dict | None = None,
     ) -> None:
         if chunk_tokens < 16:
             raise ValueError(f"recipe.chunk_tokens must be >= 16, got {chunk_tokens}")
+        if support_check not in SUPPORT_CHECKS:
+            raise ValueError(f"unknown recipe.support_check {support_check!r}; valid choices: {list(SUPPORT_CHECKS)}")
+        self.support_check = support_check
         self.chunk_tokens, self.questions_per_chunk = chunk_tokens, questions_per_chunk
         self.question_prompt, self.answer_prompt, self.check_prompt = question_prompt, answer_prompt, check_prompt
         self.question_sampling = valid_sampling(question_sampling)
         self.answer_sampling = valid_sampling(answer_sampling)
         self.check_sampling = valid_sampling(check_sampling)
+
+    def _checker(self, engine: EngineClient) -> EngineClient | None:
+        """Who checks support: the judge role, the generator standing in for it, or nobody."""
+        configured = getattr(engine, "configured", None)
+        if self.support_check == "never" or (
+            self.support_check == "auto" and not (configured is not None and configured("judge"))
+        ):
+            return None
+        return role(engine, "judge")
 
     async def _chunk(self, index: int, chunk: str, engine: EngineClient) -> list[Sample]:
         asking = Sample({"chunk_index": index, "chunk": chunk})
@@ -95,21 +135,33 @@ class DocQA:
             return [asking.fail("parse", f"no questions for chunk {index}: {value!r}"[:300])]
         samples = asking.fan_out([{"question": q} for q in questions])
 
+        checker = self._checker(engine)
+
         async def answer_and_check(sample: Sample) -> Sample:
             question = sample.fields["question"]
-            answer = (
-                await sample.ask(
-                    engine, user(render(self.answer_prompt, chunk=chunk, question=question)), **self.answer_sampling
-                )
-            ).text.strip()
-            verdict = await sample.ask_json(
+            reply = await sample.ask_json(
                 engine,
+                user(render(self.answer_prompt, chunk=chunk, question=question)),
+                ANSWER_SCHEMA,
+                **self.answer_sampling,
+            )
+            answer, evidence = (str(reply.get(k) or "").strip() for k in ("answer", "evidence"))
+            found = evidence_in(chunk, evidence)
+            sample.fields.update(answer=answer, evidence=evidence, evidence_found=found)
+            if not answer:
+                raise StepFailed("parse", f"no answer in model output: {reply!r}"[:300])
+            if not found:
+                return sample.reject("evidence_not_in_chunk")
+            if checker is None:
+                return sample
+            verdict = await sample.ask_json(
+                checker,
                 user(render(self.check_prompt, chunk=chunk, question=question, answer=answer)),
                 SUPPORT_SCHEMA,
                 **self.check_sampling,
             )
-            supported = bool(verdict.get("supported")) if isinstance(verdict, dict) else False
-            sample.fields.update(answer=answer, supported=supported)
+            supported = verdict.get("supported") is True
+            sample.fields.update(supported=supported)
             return sample if supported else sample.reject("answer_not_supported_by_chunk")
 
         return list(await asyncio.gather(*(attempt(s, answer_and_check) for s in samples)))

@@ -1,9 +1,11 @@
 """LLM judge: single-answer scores with a critique, or pairwise A/B judged in both orders.
 
-After Auto-J (Li et al., 2023, "Generative Judge for Evaluating Alignment"): a critique before the verdict. Pairwise
-judgements are asked twice with the answers swapped and combined, so a judge that prefers a position cancels
-out (Zheng et al., 2023; Wang et al., 2023, "Large Language Models are not Fair Evaluators"): A wins only if it
-wins in both orders, otherwise the pair is a tie.
+After Auto-J (Li et al., 2023, "Generative Judge for Evaluating Alignment"): a critique before the verdict, by a
+dedicated judge model (the ``judge`` role; the generator when the run sets none). Pairwise judgements are asked
+twice with the answers swapped (Zheng et al., 2023; Wang et al., 2023, "Large Language Models are not Fair
+Evaluators"; LLMBar, Zeng et al., 2024): both orders' critiques and verdicts are kept, and a pair whose verdicts
+disagree once unswapped is position-inconsistent: a tie, or rejected (``on_inconsistent``). The rate of consistent
+pairs is a run figure (``position_consistency_rate`` in run.json).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any, ClassVar
 import pyarrow as pa
 
 from generation.engines import EngineClient, check_sampling
-from generation.recipes.base import Sample, attempt, render, user
+from generation.recipes.base import Sample, attempt, render, role, user
 
 SCORE_SCHEMA = {
     "type": "object",
@@ -29,10 +31,22 @@ PAIR_SCHEMA = {
 }
 
 
+ON_INCONSISTENT = ("tie", "reject")
+
+
+def unswap(verdict: str) -> str:
+    """A verdict given on (B, A), read on (A, B)."""
+    return {"A": "B", "B": "A"}.get(verdict, verdict)
+
+
 def combine(first: str, swapped: str) -> str:
     """Winner over both orders: ``first`` judged (A, B); ``swapped`` judged (B, A) and so read with A/B exchanged."""
-    unswapped = {"A": "B", "B": "A"}.get(swapped, "tie")
-    return first if first == unswapped and first in ("A", "B") else "tie"
+    return first if first == unswap(swapped) and first in ("A", "B") else "tie"
+
+
+def consistent(first: str, swapped: str) -> bool:
+    """Both orders gave the same verdict (a tie in both counts)."""
+    return first == unswap(swapped)
 
 
 class Judge:
@@ -41,6 +55,7 @@ class Judge:
     response_field: the seed field holding the answer in single mode.
     single_prompt: ``{instruction}``, ``{response}``.
     pairwise_prompt: ``{instruction}``, ``{answer_a}``, ``{answer_b}``.
+    on_inconsistent: what a pair whose two orders disagree becomes: ``tie`` (kept) or ``reject`` (to rejected/).
     sampling: sampling for judging calls (low temperature recommended).
     """
 
@@ -52,11 +67,14 @@ class Judge:
         "response_b": pa.string(),
         "score": pa.int32(),
         "critique": pa.string(),
+        "critiques": pa.list_(pa.string()),
         "winner": pa.string(),
         "order_verdicts": pa.list_(pa.string()),
+        "position_consistent": pa.bool_(),
     }
     text_fields: ClassVar[tuple[str, ...]] = ("critique",)
     balance_fields: ClassVar[tuple[str, ...]] = ("score", "winner")
+    tally_fields: ClassVar[tuple[str, ...]] = ("position_consistent",)
 
     def __init__(
         self,
@@ -64,10 +82,16 @@ class Judge:
         pairwise_prompt: str,
         mode: str = "single",
         response_field: str = "output",
+        on_inconsistent: str = "tie",
         sampling: dict | None = None,
     ) -> None:
         if mode not in ("single", "pairwise"):
             raise ValueError(f"unknown recipe.mode {mode!r}; valid choices: ['single', 'pairwise']")
+        if on_inconsistent not in ON_INCONSISTENT:
+            raise ValueError(
+                f"unknown recipe.on_inconsistent {on_inconsistent!r}; valid choices: {list(ON_INCONSISTENT)}"
+            )
+        self.on_inconsistent = on_inconsistent
         self.mode, self.response_field = mode, response_field
         self.single_prompt, self.pairwise_prompt = single_prompt, pairwise_prompt
         self.sampling = check_sampling(sampling)
@@ -86,12 +110,14 @@ class Judge:
         score = verdict.get("score") if isinstance(verdict, dict) else None
         if not isinstance(score, int) or not 1 <= score <= 10:
             return sample.fail("parse", f"score is not an integer 1-10: {verdict!r}"[:300])
+        critique = str(verdict.get("critique", "")).strip()
         sample.fields.update(
             mode="single",
             instruction=seed["instruction"],
             response=response,
             score=score,
-            critique=str(verdict.get("critique", "")).strip(),
+            critique=critique,
+            critiques=[critique],
         )
         return sample
 
@@ -111,6 +137,8 @@ class Judge:
         winners = [str(v.get("winner")) if isinstance(v, dict) else "?" for v in orders]
         if any(w not in ("A", "B", "tie") for w in winners):
             return sample.fail("parse", f"winner is not A, B or tie: {orders!r}"[:300])
+        critiques = [str(v.get("critique", "")).strip() for v in orders]
+        agreed = consistent(*winners)
         sample.fields.update(
             mode="pairwise",
             instruction=instruction,
@@ -118,10 +146,22 @@ class Judge:
             response_b=b,
             winner=combine(*winners),
             order_verdicts=winners,
-            critique=str(orders[0].get("critique", "")).strip(),
+            critique=critiques[0],
+            critiques=critiques,
+            position_consistent=agreed,
         )
+        if not agreed and self.on_inconsistent == "reject":
+            return sample.reject("position_inconsistent")
         return sample
 
     async def run(self, seed: dict[str, Any], engine: EngineClient, rng: random.Random) -> list[Sample]:
         step = self._single if self.mode == "single" else self._pairwise
-        return [await attempt(Sample(), lambda s: step(seed, engine, s))]
+        judge = role(engine, "judge")
+        return [await attempt(Sample(), lambda s: step(seed, judge, s))]
+
+    @staticmethod
+    def run_figures(tallies: dict[str, dict[str, int]]) -> dict[str, Any]:
+        """The share of judged pairs whose two orders agreed, over every pair judged (kept or rejected)."""
+        counts = tallies.get("position_consistent") or {}
+        judged = counts.get("True", 0) + counts.get("False", 0)
+        return {"position_consistency_rate": round(counts.get("True", 0) / judged, 4)} if judged else {}

@@ -91,8 +91,12 @@ class GenerateActor:
         if state is not None:
             state.put_once.remote(ENGINE_READY_AT, time.time())
         # Printed, not logged: Ray forwards actor stdout to the driver, so users see when generation can start.
-        names = ", ".join(f"{role} {config['name']}" for role, config in self.models.items())
-        print(f"synthray: engines ready in {time.perf_counter() - started:.1f} s ({names})", flush=True)
+        others = ", ".join(f"{role} {config['name']}" for role, config in (roles or {}).items())
+        print(
+            f"synthray: engine {model['name']} ready in {time.perf_counter() - started:.1f} s"
+            + (f" (other roles: {others})" if others else ""),
+            flush=True,
+        )
         self.model_name = model["name"]
         self.run_name, self.run_seed, self.schema = run_name, run_seed, schema
 

@@ -124,3 +124,36 @@ def role_figures(models: Mapping[str, dict[str, Any]], used: Mapping[str, Mappin
             )
         figures[role] = row
     return figures
+
+
+ROLE_COLUMNS = (
+    "role",
+    "model",
+    "engine",
+    "calls",
+    "prompt tokens",
+    "completion tokens",
+    "errors",
+    "retries",
+    "seconds",
+    "cost (USD)",
+)
+
+
+def role_rows(figures: Mapping[str, Mapping[str, Any]]) -> list[list[Any]]:
+    """summary.roles as table rows under ``ROLE_COLUMNS`` (the report's and the dataset card's)."""
+    return [
+        [
+            role,
+            f["model"],
+            f["engine"],
+            f["calls"],
+            f["prompt_tokens"],
+            f["completion_tokens"],
+            f["errors"],
+            f["retries"],
+            f"{f['seconds']:.1f}",
+            f"{f['cost_usd']:.4f}" if "cost_usd" in f else "",
+        ]
+        for role, f in figures.items()
+    ]

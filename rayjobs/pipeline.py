@@ -228,7 +228,11 @@ def build_dataset(
     model, cluster, run = config["model"], config["cluster"], config["run"]
     # A block is never split (Ray Data splits blocks over 128 MiB by default): every row of a seed reaches the same
     # writer call, so a commit record covers whole seeds and a resumed run may skip a committed seed entirely.
-    ray.data.DataContext.get_current().target_max_block_size = None
+    context = ray.data.DataContext.get_current()
+    context.target_max_block_size = None
+    # A stage's own exception, not Ray Data's UserCodeException around its text: an engine that stays unavailable
+    # ends the run with its message (engine_failures).
+    context.raise_original_map_exception = True
     light = float(cluster.get("stage_cpus", 0.25))
     in_flight = int(model.get("max_tasks_in_flight", 8))
     # Workers read the seeds, with the driver's credentials (handed over like the writers').
@@ -411,13 +415,28 @@ class EngineFailed(RuntimeError):
 
 @contextlib.contextmanager
 def engine_failures() -> Iterator[None]:
-    """An engine that stays unavailable fails the run with its own message, not Ray Data's traceback around it
-    (Ray's task error is an instance of the exception the actor raised)."""
+    """An engine that stays unavailable fails the run with its own message, not Ray Data's traceback around it."""
     try:
         yield
-    except EngineUnavailable as exc:
-        cause = getattr(exc, "cause", None) or exc
-        raise EngineFailed(str(cause.args[0]) if cause.args else str(cause)) from None
+    except Exception as exc:
+        unavailable = _engine_unavailable(exc)
+        if unavailable is None:
+            raise
+        raise EngineFailed(unavailable) from None
+
+
+def _engine_unavailable(exc: BaseException) -> str | None:
+    """The message of the ``EngineUnavailable`` behind ``exc``: Ray's task error wraps (and is an instance of) what
+    the actor raised."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        cause = getattr(exc, "cause", None)
+        if isinstance(exc, EngineUnavailable):
+            original = cause if isinstance(cause, EngineUnavailable) else exc
+            return str(original.args[0]) if original.args else str(original)
+        exc = cause if isinstance(cause, BaseException) else (exc.__cause__ or exc.__context__)
+    return None
 
 
 def recipe_figures(recipe: Recipe, tallies: dict[str, dict[str, int]]) -> dict[str, Any]:

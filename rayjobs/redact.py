@@ -42,6 +42,7 @@ def redact(value: Any, key: str = "") -> Any:
         return {k: redact(v, str(k)) for k, v in value.items()}
     if isinstance(value, list):
         return [redact(v, key) for v in value]
-    if value is not None and _SECRET_KEY.search(key):
+    # A key naming the variable that holds a secret (api_key_env) shows the name: the value is scrubbed below.
+    if value is not None and _SECRET_KEY.search(key) and not key.endswith("_env"):
         return REDACTED
     return scrub(value) if isinstance(value, str) else value

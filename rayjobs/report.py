@@ -20,6 +20,7 @@ import pyarrow as pa
 from filtering.base import is_messages
 from rayjobs import plots, quality
 from rayjobs.card import render_card
+from rayjobs.engines import ROLE_COLUMNS, role_rows
 from rayjobs.sink import Sink
 from rayjobs.sources import iter_seeds
 
@@ -210,6 +211,16 @@ def _browser(samples: dict[str, pa.Table | None], text_fields: list[str], steps:
     )
 
 
+def _roles_section(summary: dict[str, Any]) -> str:
+    """Calls, tokens, errors, retries, time and cost per role (generator, judge, critic...)."""
+    figures = summary.get("roles") or {}
+    if not figures:
+        return ""
+    rate = summary.get("position_consistency_rate")
+    note = f"<p>position-consistent pairs: {rate:.1%}</p>" if rate is not None else ""
+    return f"<h2 id=roles>Models by role</h2>{_table(list(ROLE_COLUMNS), role_rows(figures))}{note}"
+
+
 def render_report(
     record: dict[str, Any], figures: dict[str, Any], samples: dict[str, pa.Table | None], reasons: dict[str, dict]
 ) -> str:
@@ -223,6 +234,7 @@ def render_report(
 · finished {_e(record.get("finished_at", ""))}</p>
 {_tiles(summary, run)}
 {_funnel_section(summary, reasons.get("rejected", {}), reasons.get("errors", {}))}
+{_roles_section(summary)}
 <h2 id=throughput>Throughput</h2>{_img(throughput, "throughput over time")}
 {_quality_section(figures, summary.get("balance") or {})}
 {_browser(samples, text_fields, [f["step"] for f in summary.get("filters") or []])}

@@ -84,6 +84,7 @@ class FaultServer:
         self._count = 0
         self.port = port
         self.down = False  # True: every request is a 503 (a server that stays down)
+        self.down_after: int | None = None  # requests answered before it goes down
 
     @property
     def base_url(self) -> str:
@@ -114,9 +115,9 @@ class FaultServer:
         refused = self._authorized(request)
         if refused is not None:
             return refused
-        if self.down:
-            return web.json_response({"error": {"message": "overloaded"}}, status=503)
         number, self._count = self._count, self._count + 1
+        if self.down or (self.down_after is not None and number >= self.down_after):
+            return web.json_response({"error": {"message": "overloaded"}}, status=503)
         fault = self.faults.get(number % self.every)
         body = await request.json()
         self.seen.bodies.append(body)
@@ -125,8 +126,9 @@ class FaultServer:
             return web.json_response({"error": {"message": "rate limited"}}, status=429, headers=headers)
         if fault == "500":
             return web.json_response({"error": {"message": "internal error"}}, status=500)
-        if fault == "401":
-            return web.json_response({"error": {"message": "key revoked for this request"}}, status=401)
+        if fault == "401":  # echoes the key, as some providers do: the engine must mask it
+            presented = request.headers.get("Authorization", "").removeprefix("Bearer ")
+            return web.json_response({"error": {"message": f"key {presented} revoked"}}, status=401)
         if fault == "timeout":
             await asyncio.sleep(self.hang_s)
         if fault == "drop":
@@ -164,7 +166,8 @@ def serving(server: FaultServer) -> Iterator[FaultServer]:
     app.router.add_post("/v1/chat/completions", server.complete)
     app.router.add_post("/v1/completions", server.complete)
     loop = asyncio.new_event_loop()
-    runner = web.AppRunner(app, access_log=None)
+    # A closed connection cancels its handler, as vLLM aborts a request whose client went away.
+    runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
 
     async def start() -> None:
         await runner.setup()

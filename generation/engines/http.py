@@ -33,6 +33,9 @@ logging.getLogger("httpx").setLevel(logging.WARNING)
 
 RETRIED_STATUS = {408, 409, 429, 500, 502, 503, 504}
 BACKOFF_BASE_S, BACKOFF_CAP_S, RETRY_AFTER_CAP_S = 0.5, 30.0, 120.0
+# A request the client gave up on holds its slot this much longer: the server needs a moment to see the closed
+# connection and drop the work, or the next request would briefly make one more in flight than the budget allows.
+ABANDONED_GRACE_S = 0.5
 # A refusal of ``response_format`` names it: the server does not do constrained output, so the schema goes in the
 # prompt and the reply is validated here.
 _SCHEMA_REFUSAL = ("response_format", "json_schema", "structured", "guided")
@@ -49,10 +52,13 @@ class Refused(Exception):
 class Transient(Exception):
     """A failure worth retrying: a retried status, a timeout, a dropped connection, a malformed body."""
 
-    def __init__(self, what: str, retry_after_s: float | None = None, down: bool = True) -> None:
+    def __init__(
+        self, what: str, retry_after_s: float | None = None, down: bool = True, abandoned: bool = False
+    ) -> None:
         super().__init__(what)
         self.retry_after_s = retry_after_s
         self.down = down  # the server did not answer usefully at all (vs. a body it could not form once)
+        self.abandoned = abandoned  # the client gave up waiting: the server may still be working on it
 
 
 def retry_after(headers: httpx.Headers) -> float | None:
@@ -218,7 +224,7 @@ class HTTPEngine:
         last = ""
         for retry in range(self.max_retries + 1):
             lease = await self.budget.acquire(estimate)
-            used = None
+            used, abandoned = None, False
             try:
                 reply = await self._post(url, body, endpoint)
                 used = reply.prompt_tokens + reply.completion_tokens
@@ -228,7 +234,10 @@ class HTTPEngine:
                 return Completion(error=self._refusal(url, refused), retries=retry)
             except Transient as failed:
                 last, hinted, down = self._masked(str(failed)), failed.retry_after_s, failed.down
+                abandoned = failed.abandoned
             finally:
+                if abandoned:
+                    await asyncio.sleep(ABANDONED_GRACE_S)
                 await self.budget.release(lease, used)
             if retry < self.max_retries:
                 await asyncio.sleep(backoff_s(retry, hinted))
@@ -253,7 +262,7 @@ class HTTPEngine:
         try:
             response = await self.client.post(url, json=body)
         except httpx.TimeoutException as exc:
-            raise Transient(f"timed out ({type(exc).__name__})") from exc
+            raise Transient(f"timed out ({type(exc).__name__})", abandoned=True) from exc
         except httpx.TransportError as exc:  # refused, reset or dropped connections, protocol errors
             raise Transient(f"connection failed ({type(exc).__name__}: {exc})") from exc
         if response.status_code in RETRIED_STATUS:

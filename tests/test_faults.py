@@ -169,3 +169,43 @@ def test_s3_outage_mid_run_is_survived(tmp_path):
         if proc is not None:
             _kill_group(proc)
         server.stop()
+
+
+def test_driver_killed_mid_run_against_a_failing_http_judge_then_the_rerun_completes_it_exactly_once(tmp_path):
+    from tests.openai_server import FaultServer, serving
+
+    key_env, key = "TEAM_LLM_CREDS", "sk-team-0c1d2e3f4a5b6978"
+    seeds, ids = _seeds(tmp_path)
+    sink = Sink(str(tmp_path / "out"))
+    log = tmp_path / "run.log"
+    env = {**os.environ, key_env: key}
+    faults = {2: "429", 5: "500", 8: "malformed", 11: "drop", 14: "401"}
+    with serving(FaultServer(key=key, faults=faults, every=17, latency_s=0.3)) as server:
+        command = _command(
+            seeds,
+            f"sink.uri={sink.uri}",
+            "model.latency_s=0",
+            "recipe=critique_revise",
+            "+model@engines.judge=openai",
+            f"engines.judge.name={server.model}",
+            f"engines.judge.base_url={server.base_url}",
+            f"engines.judge.api_key_env={key_env}",
+            "engines.judge.max_concurrency=4",
+        )
+        first = _start(command, log, env)
+        try:
+            _wait_until(lambda: len(sink.list(COMMITS)) >= 3, first, 180, log)
+            os.kill(first.pid, signal.SIGKILL)
+            first.wait(timeout=30)
+        finally:
+            _kill_group(first)
+        committed = {seed for commit in load_commits(sink) for seed in commit.seed_ids}
+        assert 0 < len(committed) < SEEDS and not sink.exists("_SUCCESS")
+        assert _finish(_start(command, log, env)) == 0, log.read_text()[-3000:]
+    counts = assert_invariant(sink, ids)
+    assert sum(counts.values()) == SEEDS  # one row per seed: none lost, none twice
+    assert server.seen.peak <= 4
+    judge = json.loads(sink.read_text("run.json"))["summary"]["roles"]["judge"]
+    assert judge["engine"] == "http" and judge["retries"] > 0
+    written = "\n".join(p.read_bytes().decode("utf-8", "replace") for p in Path(sink.uri).rglob("*") if p.is_file())
+    assert key not in written and key not in log.read_text()  # the 401s echoed it: masked everywhere

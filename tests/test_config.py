@@ -152,3 +152,11 @@ def test_a_pool_without_a_worker_is_refused_naming_the_key(key, value):
     with pytest.raises(ValueError, match=rf"cluster.{key} must be a whole number of at least 1, got {value!r}"):
         check_workers({key: value})
     check_workers({key: 3})
+
+
+def test_an_http_role_without_a_model_name_or_with_a_bad_sampling_key_fails_naming_the_key(tmp_path):
+    result = _cli("model=dry_run", "+model@engines.judge=openai", f"sink.uri={tmp_path}")
+    assert result.returncode != 0 and "engines.judge.name" in result.stderr, result.stderr
+    bad = ("+model@engines.judge=openai", "engines.judge.name=m", "+engines.judge.sampling.temprature=1")
+    result = _cli("model=dry_run", *bad, f"sink.uri={tmp_path}")
+    assert result.returncode == 2 and "engines.judge.sampling" in result.stderr and "temperature" in result.stderr

@@ -31,5 +31,5 @@ def test_builtin_smollm2_is_converted_once_to_safetensors():
 
 
 def test_unknown_engine_names_choices():
-    with pytest.raises(ValueError, match=r"unknown model.engine 'tgi'; valid choices: \['dry_run', 'vllm'\]"):
+    with pytest.raises(ValueError, match=r"unknown model.engine 'tgi'; valid choices: \['dry_run', 'vllm', 'http'\]"):
         build_engine({"engine": "tgi", "name": "x"})

@@ -167,7 +167,7 @@ def test_report_renders_in_headless_chromium(labeled_run, tmp_path):
         page.goto(f"file://{labeled_run.sink.uri}/report.html")
         sizes = page.evaluate("Array.from(document.images).map(i => [i.alt, i.complete, i.naturalWidth])")
         assert len(sizes) == 5 and all(done and width > 300 for _, done, width in sizes), sizes
-        assert page.locator("h2").all_inner_texts()[:2] == ["Funnel", "Throughput"]
+        assert page.locator("h2").all_inner_texts()[:3] == ["Funnel", "Models by role", "Throughput"]
         visible = "Array.from(document.querySelectorAll('#rejected .card')).filter(c => c.offsetParent).length"
         before = page.evaluate(visible)
         page.select_option("#reject-filter", "echo")  # no row was dropped by it: every card hides

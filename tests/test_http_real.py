@@ -61,7 +61,8 @@ def test_a_vllm_server_judges_pairs_generated_by_the_dry_run_engine(ray_session,
     assert judge["prompt_tokens"] > 8 * 50 and judge["completion_tokens"] > 0 and judge["seconds"] > 0
     assert judge["cost_usd"] > 0 and summary["roles"]["generator"]["calls"] == 0
     assert 0.0 <= summary["position_consistency_rate"] <= 1.0
-    rows = [r for kind in ("data", "rejected", "errors") if (t := result.sink.read_kind(kind)) is not None for r in t.to_pylist()]
+    tables = [result.sink.read_kind(kind) for kind in ("data", "rejected", "errors")]
+    rows = [row for table in tables if table is not None for row in table.to_pylist()]
     judged = [r for r in rows if r.get("critiques")]
     assert judged, rows  # the 135M model's JSON is schema-constrained: every verdict parses
     for row in judged:

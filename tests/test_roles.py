@@ -133,6 +133,12 @@ def test_a_judge_server_that_stays_down_fails_the_run_and_a_rerun_resumes_it(
     counts = assert_invariant(result.sink, ids)
     assert result.summary["attempt"] == 2 and result.summary["resumed_seeds"] > 0
     assert counts["data"] + counts["rejected"] + counts["errors"] == 60
+    # The judge's figures cover both attempts' committed rows, summed from the commit records.
+    tables = [result.sink.read_kind(kind) for kind in ("data", "rejected", "errors")]
+    usage = [u for t in tables if t is not None for row in t.to_pylist() for u in row["role_usage"] or []]
+    judge = result.summary["roles"]["judge"]
+    assert judge["calls"] == sum(u["calls"] for u in usage) >= 60 - counts["errors"]
+    assert judge["prompt_tokens"] == sum(u["prompt_tokens"] for u in usage) > 0
 
 
 def test_a_wrong_key_or_model_fails_before_any_seed_naming_the_variable_not_the_key(dry_config, monkeypatch, tmp_path):

@@ -27,6 +27,11 @@ def _kind(step: str, params: Mapping[str, Any]) -> str:
     return kind
 
 
+def step_class(step: str, params: Mapping[str, Any] | None) -> type:
+    """The filter class a step of a filter configuration runs."""
+    return filter_class(_kind(step, params or {}))
+
+
 def build_filters(
     steps: Mapping[str, Mapping[str, Any] | None], text_fields: Sequence[str], shards: Mapping[str, list] | None = None
 ) -> list[tuple[str, Filter]]:
@@ -34,7 +39,7 @@ def build_filters(
     built = []
     for step, params in steps.items():
         params = dict(params or {})
-        cls = filter_class(_kind(step, params))
+        cls = step_class(step, params)
         params.pop("kind", None)
         if hasattr(cls, "start_state"):
             params["shards"] = (shards or {}).get(step)
@@ -51,7 +56,7 @@ def filter_columns(steps: Mapping[str, Mapping[str, Any] | None]) -> dict[str, p
     """Columns the configured filters add to every row (e.g. ``pii_redactions``)."""
     columns: dict[str, pa.DataType] = {}
     for step, params in steps.items():
-        columns.update(getattr(filter_class(_kind(step, params or {})), "columns", {}))
+        columns.update(getattr(step_class(step, params), "columns", {}))
     return columns
 
 
@@ -59,7 +64,7 @@ def start_filter_state(steps: Mapping[str, Mapping[str, Any] | None]) -> dict[st
     """Start the state actors of every stateful step (global across all filter workers of the run)."""
     started = {}
     for step, params in steps.items():
-        cls = filter_class(_kind(step, params or {}))
+        cls = step_class(step, params)
         if hasattr(cls, "start_state"):
             started[step] = cls.start_state(**{k: v for k, v in (params or {}).items() if k != "kind"})
     return started
@@ -75,11 +80,7 @@ def replay_filter_state(
     against what the earlier attempts saw. A step saw a row if the row was kept or a later step dropped it. Only the
     stateful steps are built (a classifier or a benchmark index has nothing to restore). Returns the rows replayed."""
     order = {step: i for i, step in enumerate(steps)}
-    stateful = {
-        step: params
-        for step, params in steps.items()
-        if hasattr(filter_class(_kind(step, params or {})), "start_state")
-    }
+    stateful = {step: params for step, params in steps.items() if hasattr(step_class(step, params), "start_state")}
     built = build_filters(stateful, text_fields, shards)
     replayed = 0
     for table in tables if built else ():

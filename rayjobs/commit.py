@@ -39,7 +39,6 @@ BOOKKEEPING = "_synthray"
 CONFIG = f"{BOOKKEEPING}/config.json"
 COMMITS = f"{BOOKKEEPING}/commits"
 ARTIFACTS = f"{BOOKKEEPING}/artifacts"  # run-wide values as soon as they exist, so a resumed run reuses them
-CORPUS_SAMPLE = f"{BOOKKEEPING}/corpus_sample.jsonl"  # seeds drawn for run-wide recipe phases, kept for a resume
 
 # The config keys whose change makes output incomparable; tuning (replicas, batch sizes, cluster) may change freely
 # between attempts, and credentials are never part of a fingerprint.
@@ -98,6 +97,9 @@ def fingerprint(config: dict[str, Any]) -> dict[str, Any]:
     for role, model in sorted((config.get("engines") or {}).items()):
         for key in _ROLE_FINGERPRINT_KEYS:
             found[f"engines.{role}.{key}"] = (model or {}).get(key)
+    if config.get("src"):  # a derived run (rayjobs/postpass.py): the run it read is part of what it is
+        for key in ("uri", "fingerprint", "postpass"):
+            found[f"src.{key}"] = config["src"].get(key)
     return json.loads(json.dumps(found, default=str))
 
 

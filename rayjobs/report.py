@@ -117,6 +117,23 @@ def _funnel_section(summary: dict[str, Any], reasons: dict[str, list], errors: d
     )
 
 
+def _source_section(record: dict[str, Any]) -> str:
+    """A derived run's funnel beside the funnel of the run it read, stage by stage."""
+    source = record.get("source_run")
+    if not source:
+        return ""
+    before = {label: n for label, n, _ in funnel_stages({**source, "filters": source.get("filters") or []})}
+    after = {label: n for label, n, _ in funnel_stages(record["summary"])}
+    labels = list(dict.fromkeys([*before, *after]))
+    rows = [[label, before.get(label, ""), after.get(label, "")] for label in labels]
+    notes = "".join(f"<p>{_e(note)}</p>" for note in record.get("notes") or [])
+    return (
+        f"<h2 id=source>Source run and this {_e(record.get('postpass', 'post-pass'))}</h2>"
+        f"<p>read from <code>{_e(source['uri'])}</code> (run {_e(source.get('name'))})</p>{notes}"
+        + _table(["stage", "source run", "this run"], rows)
+    )
+
+
 def _reasons(top: list[list[Any]]) -> str:
     return "; ".join(f"{reason} ({n:,})" for reason, n in top)
 
@@ -234,6 +251,7 @@ def render_report(
 · finished {_e(record.get("finished_at", ""))}</p>
 {_tiles(summary, run)}
 {_funnel_section(summary, reasons.get("rejected", {}), reasons.get("errors", {}))}
+{_source_section(record)}
 {_roles_section(summary)}
 <h2 id=throughput>Throughput</h2>{_img(throughput, "throughput over time")}
 {_quality_section(figures, summary.get("balance") or {})}

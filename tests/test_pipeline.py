@@ -189,7 +189,7 @@ def test_taxonomy_phase_one_reads_only_the_runs_own_source(ray_session, dry_conf
     assert taxonomy["summaries"] and all("Harbour log" in s for s in taxonomy["summaries"])
     builtin = {row["text"] for row in builtin_seeds("texts")}
     assert not any(text in s for s in taxonomy["summaries"] for text in builtin)
-    corpus = [json.loads(line) for line in sink.read_text("_synthray/corpus_sample.jsonl").splitlines()]
+    corpus = [json.loads(line) for line in sink.read_text("_synthray/artifacts/corpus_sample/rows.jsonl").splitlines()]
     assert sorted(r["id"] for r in corpus) == sorted(texts) and result.summary["corpus_sample"] == 8
 
 

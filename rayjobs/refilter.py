@@ -1,0 +1,208 @@
+"""``python -m rayjobs.refilter src.uri=... sink.uri=... filters=...``: a finished run's generated rows through other
+filters, written as a new run (rayjobs/postpass.py); no engine starts.
+
+Rows the source run kept and rows one of its *filters* rejected go through the new filters; a recipe's own
+rejections stay rejected and errors/ are carried over. Stateful filters (dedup, novelty) are first-seen-wins, so the
+rows reach them in the source's commit order through one filter actor.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from typing import Any
+
+import hydra
+import psutil
+import ray
+from omegaconf import DictConfig, OmegaConf
+from ray.data import ActorPoolStrategy
+
+from filtering.stage import (
+    FILTER_COUNTERS,
+    FILTER_SECONDS,
+    FilterActor,
+    build_filters,
+    filter_columns,
+    replay_filter_state,
+    start_filter_state,
+    step_class,
+)
+from generation.recipes import Recipe, build_recipe
+from generation.state import RunStateActor
+from rayjobs.commit import Heartbeat, attempts, open_run, reconcile
+from rayjobs.pipeline import (
+    RunResult,
+    check_workers,
+    committed_rows,
+    finalize,
+    format_summary,
+    init_ray,
+    load_artifacts,
+    save_artifact,
+    storage_options,
+)
+from rayjobs.postpass import SourceRows, SourceRun, derived_schema, open_source, plan_items, source_summary
+from rayjobs.redact import scrub
+from rayjobs.sink import ShardWriter, Sink
+from rayjobs.stats import RunStats
+
+log = logging.getLogger("synthray")
+
+
+def derived_config(config: dict[str, Any], source: SourceRun) -> dict[str, Any]:
+    """The derived run's config: the source run's recipe, model and source (what made the rows), this pass's filters,
+    sink and cluster, and ``src`` naming the run read and its fingerprint (both part of this run's fingerprint)."""
+    src = {**config["src"], "fingerprint": source.fingerprint, "postpass": "refilter"}
+    return {
+        **source.config,
+        "run": {**source.config.get("run", {}), **config["run"]},
+        "filters": config["filters"] or {},
+        "sink": config["sink"],
+        "cluster": config["cluster"],
+        "src": src,
+    }
+
+
+def rewriting_steps(steps: dict[str, Any]) -> list[str]:
+    """Steps of a filter configuration that rewrite text (pii) rather than only judge it."""
+    return [step for step, params in steps.items() if hasattr(step_class(step, params), "rewrite")]
+
+
+def run(config: dict[str, Any], started: float | None = None) -> RunResult:
+    """Re-filter the finished run at ``src.uri`` into ``sink.uri``; rerunning the same command resumes."""
+    source = open_source(config["src"], storage_options({**config["src"], "uri": config["src"].get("uri")}))
+    derived = derived_config(config, source)
+    recipe = build_recipe(derived["recipe"])
+    steps = derived["filters"]
+    text_fields = list(source.record["run"].get("text_fields") or recipe.text_fields)
+    build_filters(steps, text_fields)  # a bad filter config fails here, before Ray starts
+    schema = derived_schema(recipe.columns, filter_columns(steps))
+    check_workers(derived["cluster"])
+    notes = []
+    rewritten = rewriting_steps(source.config.get("filters") or {})
+    if rewritten:
+        notes.append(
+            f"the source run's {rewritten} rewrote text before these filters saw it: they judge the rewritten text"
+        )
+        log.warning("re-filtering %s: %s", source.sink.uri, notes[-1])
+    sink = Sink(derived["sink"]["uri"], storage_options(derived["sink"]), float(derived["sink"].get("retry_s", 120)))
+    if sink.uri.rstrip("/") == source.sink.uri.rstrip("/"):
+        raise ValueError(f"sink.uri {sink.uri} is the source run itself: a post-pass writes a new run elsewhere")
+    committed = open_run(sink, derived, bool(derived["run"].get("overwrite", False)))
+    covered = {seed for commit in committed for seed in commit.seed_ids}
+    items, resumed = plan_items(source, covered)
+    log.info(
+        "re-filtering %s (%d seeds) → %s with filters %s: %d blocks to do, %d seeds already committed",
+        source.sink.uri,
+        len(source.seed_ids),
+        sink.uri,
+        list(steps),
+        len(items),
+        resumed,
+    )
+    stats_started = started or psutil.Process().create_time()
+    with Heartbeat(sink):
+        init_ray(derived["cluster"])
+        shards = start_filter_state(steps)
+        if committed:
+            replayed = replay_filter_state(steps, text_fields, shards, committed_rows(sink, committed))
+            log.info("replayed %d committed rows into the stateful filters", replayed)
+        state = RunStateActor.remote(
+            restored=load_artifacts(sink), persist=functools.partial(save_artifact, sink), expected_seeds=0
+        )
+        progress = RunStats(started=stats_started)
+        if items:
+            dataset = build_dataset(derived, source, items, recipe, schema, steps, text_fields, shards, state)
+            for manifest in dataset.iter_batches(batch_format="pyarrow", batch_size=None):
+                progress.add_manifest(manifest)
+        progress.finish()
+        stats = RunStats.from_commits(reconcile(sink), progress)
+        seeds = len(source.seed_ids)
+        summary = {**stats.to_dict(seeds), "attempt": attempts(sink), "resumed_seeds": resumed}
+        values = ray.get(state.values.remote())
+        summary["filters"] = stats.filter_funnel(list(steps), values.get(FILTER_SECONDS, {}))
+        summary["filter_counters"] = values.get(FILTER_COUNTERS, {})
+        missing = seeds - summary["seeds_accounted"]
+        if missing:
+            raise RuntimeError(f"{missing} of the source's {seeds} seeds have no row; rerun the same command")
+        extra = {"source_run": source_summary(source), "postpass": "refilter", "notes": notes}
+        finalize(sink, derived, summary, recipe, artifacts={}, extra=extra)
+    return RunResult(sink, summary)
+
+
+def build_dataset(
+    config: dict[str, Any],
+    source: SourceRun,
+    items: list[dict[str, Any]],
+    recipe: Recipe,
+    schema: Any,
+    steps: dict[str, Any],
+    text_fields: list[str],
+    shards: dict[str, list],
+    state: Any,
+) -> ray.data.Dataset:
+    cluster = config["cluster"]
+    context = ray.data.DataContext.get_current()
+    context.target_max_block_size = None  # a block of whole commits is never split
+    context.execution_options.preserve_order = True  # the stateful filters see rows in the source's commit order
+    light = float(cluster.get("stage_cpus", 0.25))
+    stateful = any(hasattr(step_class(s, p), "start_state") for s, p in steps.items())
+    ds = ray.data.from_items(items, override_num_blocks=len(items))
+    ds = ds.map_batches(
+        SourceRows,
+        batch_format="pyarrow",
+        batch_size=None,
+        fn_constructor_kwargs=dict(
+            uri=source.sink.uri,
+            storage_options=source.sink.storage_options,
+            schema=schema,
+            source_steps=list(source.config.get("filters") or {}),
+        ),
+        compute=ActorPoolStrategy(size=int(cluster.get("read_workers", 1))),
+        num_cpus=light,
+    )
+    ds = ds.map_batches(
+        FilterActor,
+        batch_format="pyarrow",
+        batch_size=None,
+        fn_constructor_kwargs=dict(steps=steps, text_fields=text_fields, shards=shards, state=state),
+        # First-seen-wins state needs one order: one filter actor then; stateless filters may run in parallel.
+        compute=ActorPoolStrategy(size=1 if stateful else int(cluster.get("filter_workers", 1))),
+        num_cpus=light,
+    )
+    return ds.map_batches(
+        ShardWriter,
+        batch_format="pyarrow",
+        batch_size=None,
+        fn_constructor_kwargs=dict(
+            uri=config["sink"]["uri"],
+            storage_options=storage_options(config["sink"]),
+            retry_s=float(config["sink"].get("retry_s", 120)),
+            balance_fields=list(getattr(recipe, "balance_fields", ())),
+            tally_fields=list(getattr(recipe, "tally_fields", ())),
+        ),
+        compute=ActorPoolStrategy(size=int(cluster.get("writer_workers", 1))),
+        num_cpus=light,
+    )
+
+
+@hydra.main(config_path="../conf", config_name="refilter", version_base="1.3")
+def _main(cfg: DictConfig) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = OmegaConf.to_container(cfg, resolve=True)
+    try:
+        result = run(config)
+    except (ValueError, FileNotFoundError, FileExistsError) as exc:
+        print(f"synthray: error: {scrub(str(exc))}", file=sys.stderr)
+        sys.exit(2)
+    print(format_summary(result))
+
+
+def main() -> None:
+    _main()
+
+
+if __name__ == "__main__":
+    main()

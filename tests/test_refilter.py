@@ -1,0 +1,66 @@
+"""Re-filtering a finished run into a derived run (rayjobs/refilter.py): what strict drops, ids kept, every seed
+accounted for, no engine started, the source untouched and refused while unfinished."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from rayjobs import refilter
+from rayjobs.pipeline import run
+from tests.conftest import CONF
+from tests.invariant import assert_invariant
+
+
+def refilter_config(*overrides: str) -> dict:
+    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+        cfg = compose(config_name="refilter", overrides=["cluster.progress_bars=false", *overrides])
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+def files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def source_run(ray_session, tmp_path_factory):
+    from tests.conftest import make_config
+
+    out = tmp_path_factory.mktemp("source") / "run"
+    config = make_config(
+        ["model=dry_run", f"sink.uri={out}", "cluster.progress_bars=false", "run.name=src", "recipe=template"]
+    )
+    return run(config)
+
+
+def test_refilter_strict_drops_what_strict_drops_and_keeps_ids_and_seeds(source_run, tmp_path):
+    before = files(Path(source_run.sink.uri))
+    result = refilter.run(
+        refilter_config(f"src.uri={source_run.sink.uri}", f"sink.uri={tmp_path / 'strict'}", "filters=strict")
+    )
+    assert files(Path(source_run.sink.uri)) == before  # the source run is never rewritten
+    source_ids = set()
+    for kind in ("data", "rejected", "errors"):
+        table = source_run.sink.read_kind(kind)
+        source_ids |= set(table["id"].to_pylist()) if table is not None else set()
+    seeds = {
+        s
+        for kind in ("data", "rejected", "errors")
+        if (t := source_run.sink.read_kind(kind)) is not None
+        for s in t["seed_id"].to_pylist()
+    }
+    counts = assert_invariant(result.sink, seeds)
+    derived_ids = set()
+    for kind in ("data", "rejected", "errors"):
+        table = result.sink.read_kind(kind)
+        derived_ids |= set(table["id"].to_pylist()) if table is not None else set()
+    assert derived_ids == source_ids
+    record = json.loads(result.sink.read_text("run.json"))
+    assert record["source_run"]["uri"] == source_run.sink.uri and record["postpass"] == "refilter"
+    assert [f["step"] for f in record["summary"]["filters"]] == list(refilter_config("filters=strict")["filters"])
+    assert counts["data"] <= source_run.summary["kept"]
+    assert "engine_ready_s" not in record["summary"]

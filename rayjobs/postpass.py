@@ -117,11 +117,11 @@ class SourceRows:
         return pa.Table.from_arrays(arrays, schema=self.schema)
 
 
-def plan_items(source: SourceRun, covered: set[str]) -> tuple[list[dict[str, Any]], int]:
+def plan_items(source: SourceRun, covered: set[str], block_rows: int = BLOCK_ROWS) -> tuple[list[dict[str, Any]], int]:
     """One item per block of source commits whose seeds the derived run has not committed yet, and the number of
     seeds already committed."""
     items, done = [], 0
-    for index, group in enumerate(blocks(source.commits)):
+    for index, group in enumerate(blocks(source.commits, block_rows)):
         seeds = {seed for commit in group for seed in commit.seed_ids}
         if seeds and seeds <= covered:
             done += len(seeds)

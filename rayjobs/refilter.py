@@ -43,7 +43,7 @@ from rayjobs.pipeline import (
     save_artifact,
     storage_options,
 )
-from rayjobs.postpass import SourceRows, SourceRun, derived_schema, open_source, plan_items, source_summary
+from rayjobs.postpass import BLOCK_ROWS, SourceRows, SourceRun, derived_schema, open_source, plan_items, source_summary
 from rayjobs.redact import scrub
 from rayjobs.sink import ShardWriter, Sink
 from rayjobs.stats import RunStats
@@ -92,7 +92,7 @@ def run(config: dict[str, Any], started: float | None = None) -> RunResult:
         raise ValueError(f"sink.uri {sink.uri} is the source run itself: a post-pass writes a new run elsewhere")
     committed = open_run(sink, derived, bool(derived["run"].get("overwrite", False)))
     covered = {seed for commit in committed for seed in commit.seed_ids}
-    items, resumed = plan_items(source, covered)
+    items, resumed = plan_items(source, covered, int(config.get("block_rows") or BLOCK_ROWS))
     log.info(
         "re-filtering %s (%d seeds) → %s with filters %s: %d blocks to do, %d seeds already committed",
         source.sink.uri,

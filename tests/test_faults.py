@@ -209,3 +209,33 @@ def test_driver_killed_mid_run_against_a_failing_http_judge_then_the_rerun_compl
     assert judge["engine"] == "http" and judge["retries"] > 0
     written = "\n".join(p.read_bytes().decode("utf-8", "replace") for p in Path(sink.uri).rglob("*") if p.is_file())
     assert key not in written and key not in log.read_text()  # the 401s echoed it: masked everywhere
+
+
+def test_refilter_killed_mid_pass_then_the_same_command_completes_it_exactly_once(tmp_path):
+    seeds, ids = _seeds(tmp_path)
+    source = Sink(str(tmp_path / "source"))
+    log = tmp_path / "run.log"
+    generate = _command(seeds, f"sink.uri={source.uri}", "model.latency_s=0", "model.batch_size=2")
+    assert _finish(_start(generate, log)) == 0, log.read_text()[-3000:]
+    derived = Sink(str(tmp_path / "strict"))
+    command = [
+        sys.executable, "-m", "rayjobs.refilter", f"src.uri={source.uri}", f"sink.uri={derived.uri}",
+        "filters=strict", "block_rows=2", "cluster.progress_bars=false",
+    ]  # fmt: skip
+    log = tmp_path / "refilter.log"
+    first = _start(command, log)
+    try:
+        _wait_until(lambda: len(derived.list(COMMITS)) >= 3, first, 180, log)
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait(timeout=30)
+    finally:
+        _kill_group(first)
+    committed = {seed for commit in load_commits(derived) for seed in commit.seed_ids}
+    assert 0 < len(committed) < SEEDS and not derived.exists("_SUCCESS")
+    assert _finish(_start(command, log)) == 0, log.read_text()[-3000:]
+    counts = assert_invariant(derived, ids)
+    source_counts = assert_invariant(source, ids)
+    assert sum(counts.values()) == sum(source_counts.values())  # every source row once: none lost, none twice
+    summary = json.loads(derived.read_text("run.json"))["summary"]
+    assert summary["attempt"] == 2 and summary["resumed_seeds"] > 0
+    assert "engine" not in log.read_text().lower()  # no engine started, in either attempt

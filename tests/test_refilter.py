@@ -64,3 +64,32 @@ def test_refilter_strict_drops_what_strict_drops_and_keeps_ids_and_seeds(source_
     assert [f["step"] for f in record["summary"]["filters"]] == list(refilter_config("filters=strict")["filters"])
     assert counts["data"] <= source_run.summary["kept"]
     assert "engine_ready_s" not in record["summary"]
+
+
+def test_a_source_without_success_or_the_source_itself_as_sink_is_refused(source_run, tmp_path):
+    unfinished = tmp_path / "unfinished"
+    unfinished.mkdir()
+    with pytest.raises(ValueError, match=r"holds no finished run \(_SUCCESS is missing\): finish it first"):
+        refilter.run(refilter_config(f"src.uri={unfinished}", f"sink.uri={tmp_path / 'out'}"))
+    with pytest.raises(ValueError, match="is the source run itself"):
+        refilter.run(refilter_config(f"src.uri={source_run.sink.uri}", f"sink.uri={source_run.sink.uri}"))
+    with pytest.raises(ValueError, match="src.uri is required"):
+        refilter.run(refilter_config(f"sink.uri={tmp_path / 'out'}"))
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_source_whose_filters_rewrote_text_is_noted_and_a_changed_source_is_a_different_run(
+    ray_session, tmp_path, caplog
+):
+    from tests.conftest import make_config
+
+    pii_run = run(
+        make_config(["model=dry_run", f"sink.uri={tmp_path / 'pii'}", "cluster.progress_bars=false", "+filters.pii={}"])
+    )
+    out = tmp_path / "again"
+    result = refilter.run(refilter_config(f"src.uri={pii_run.sink.uri}", f"sink.uri={out}", "filters=none"))
+    record = json.loads(result.sink.read_text("run.json"))
+    assert any("['pii'] rewrote text" in note for note in record["notes"]) and "rewrote text" in caplog.text
+    dropped_by_filters = sum(n for step, n in pii_run.summary["rejected_by"].items() if step != "self_instruct")
+    assert record["summary"]["kept"] == pii_run.summary["kept"] + dropped_by_filters  # filters=none keeps them all
+    assert "Source run and this refilter" in result.sink.read_text("report.html")

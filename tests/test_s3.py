@@ -92,3 +92,30 @@ def test_model_weights_from_s3_are_fetched_once_resumed_and_verified(s3_endpoint
     assert not staging.exists()
     # Fetched once: a second resolution never touches the store (this endpoint is closed).
     assert resolve_model("s3://models/tiny", str(cache), {"endpoint_url": "http://127.0.0.1:9"}) == path
+
+
+def test_refilter_from_s3_to_s3(ray_session, s3_endpoint, dry_config):
+    from rayjobs import refilter
+    from tests.invariant import assert_invariant
+    from tests.test_refilter import refilter_config
+
+    fs = s3fs.S3FileSystem(endpoint_url=s3_endpoint, skip_instance_cache=True)
+    fs.mkdir("synthray-refilter")
+    source = run(dry_config("sink=s3", "sink.uri=s3://synthray-refilter/runs/src", "run.name=src"))
+    config = refilter_config(
+        "src.uri=s3://synthray-refilter/runs/src", "sink=s3", "sink.uri=s3://synthray-refilter/runs/strict",
+        "filters=strict",
+    )  # fmt: skip
+    assert config["src"]["endpoint_url"] == s3_endpoint
+    result = refilter.run(config)
+    seeds = {
+        s
+        for kind in ("data", "errors")
+        if (t := source.sink.read_kind(kind)) is not None
+        for s in t["seed_id"].to_pylist()
+    }
+    assert_invariant(result.sink, seeds)
+    record = json.loads(fs.cat("synthray-refilter/runs/strict/run.json"))
+    assert record["source_run"][
+        "uri"
+    ] == "s3://synthray-refilter/runs/src" and "synthray-test-secret" not in json.dumps(record)

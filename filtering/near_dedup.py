@@ -58,5 +58,7 @@ class NearDedupFilter(ShardedDedup):
         return [band if end > start else [] for band, start, end in zip(keys, rows[:-1], rows[1:], strict=True)]
 
     def keep_batch(self, rows: list[dict[str, Any]]) -> list[Verdict]:
+        if not rows:  # no signatures to stack (the compiled banding wants a 2-d array)
+            return []
         keys = self.band_keys([self.text(row) for row in rows])
         return [(False, "near_duplicate") if dup else (True, None) for dup in any_seen(self.shards, keys)]

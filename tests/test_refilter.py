@@ -28,12 +28,20 @@ def files(root: Path) -> dict[str, bytes]:
 
 @pytest.fixture(scope="module")
 def source_run(ray_session, tmp_path_factory):
-    from tests.conftest import make_config
+    from tests.conftest import make_config, write_jsonl
 
-    out = tmp_path_factory.mktemp("source") / "run"
+    root = tmp_path_factory.mktemp("source")
+    long = "The harbor master counts the boats that leave at dawn and writes each name in the ledger"
+    texts = [f"Say hi {i}." for i in range(4)]  # the default length rule keeps 3 words; strict wants 4
+    texts += [f"{long} number {i}." for i in range(4)]  # near-duplicates: strict's MinHash step keeps the first
+    texts += [f"Distinct sentence {w} about gardens, rivers and the light of a {w} morning." for w in "abcd"]
+    seeds = write_jsonl(root / "seeds.jsonl", [{"id": f"s{i:02d}", "instruction": t} for i, t in enumerate(texts)])
     config = make_config(
-        ["model=dry_run", f"sink.uri={out}", "cluster.progress_bars=false", "run.name=src", "recipe=template"]
-    )
+        [
+            "model=dry_run", "model.echo=true", f"sink.uri={root / 'run'}", "cluster.progress_bars=false",
+            "run.name=src", "recipe=template", "source=jsonl", f"source.uri={seeds}", "model.batch_size=3",
+        ]
+    )  # fmt: skip
     return run(config)
 
 
@@ -62,8 +70,33 @@ def test_refilter_strict_drops_what_strict_drops_and_keeps_ids_and_seeds(source_
     record = json.loads(result.sink.read_text("run.json"))
     assert record["source_run"]["uri"] == source_run.sink.uri and record["postpass"] == "refilter"
     assert [f["step"] for f in record["summary"]["filters"]] == list(refilter_config("filters=strict")["filters"])
-    assert counts["data"] <= source_run.summary["kept"]
+    assert counts["data"] < source_run.summary["kept"]  # strict's near-dup and length rules find more to drop
+    assert sum(f["dropped"] for f in record["summary"]["filters"]) > 0
     assert "engine_ready_s" not in record["summary"]
+    # The same strict steps over the same rows in the source's commit order, in this process: the same verdicts.
+    assert set(result.sink.read_kind("data")["id"].to_pylist()) == strict_kept_in_order(source_run)
+
+
+def strict_kept_in_order(source_run) -> set[str]:
+    from filtering.stage import build_filters, start_filter_state
+    from rayjobs.commit import load_commits
+
+    steps = refilter_config("filters=strict")["filters"]
+    text_fields = json.loads(source_run.sink.read_text("run.json"))["run"]["text_fields"]
+    filters = build_filters(steps, text_fields, start_filter_state(steps))
+    source_steps = set(json.loads(source_run.sink.read_text("run.json"))["config"]["filters"])
+    kept = set()
+    for commit in load_commits(source_run.sink):
+        for shard in commit.shards:
+            rows = source_run.sink.read_table(shard["path"]).to_pylist()
+            if shard["kind"] == "rejected":
+                rows = [r for r in rows if r["rejected_by"] in source_steps]
+            elif shard["kind"] != "data":
+                continue
+            for _, filt in filters:
+                rows = [r for r, (keep, _) in zip(rows, filt.keep_batch(rows), strict=True) if keep]
+            kept |= {r["id"] for r in rows}
+    return kept
 
 
 def test_a_source_without_success_or_the_source_itself_as_sink_is_refused(source_run, tmp_path):

@@ -111,7 +111,18 @@ def test_a_source_without_success_or_the_source_itself_as_sink_is_refused(source
     assert not (tmp_path / "out").exists()
 
 
-def test_a_source_whose_filters_rewrote_text_is_noted_and_a_changed_source_is_a_different_run(
+def test_the_source_runs_identity_is_part_of_the_derived_runs_fingerprint():
+    from rayjobs.commit import fingerprint
+
+    base = {"filters": {"length": {}}, "src": {"uri": "outputs/a", "fingerprint": {"recipe.name": "x"}}}
+    moved = {**base, "src": {**base["src"], "uri": "outputs/b"}}
+    regenerated = {**base, "src": {**base["src"], "fingerprint": {"recipe.name": "y"}}}
+    refiltered = {**base, "filters": {"length": {"min_chars": 50}}}
+    prints = [fingerprint(c) for c in (base, moved, regenerated, refiltered)]
+    assert all(p != prints[0] for p in prints[1:]) and prints[0]["src.uri"] == "outputs/a"
+
+
+def test_a_source_whose_filters_rewrote_text_is_noted(
     ray_session, tmp_path, caplog
 ):
     from tests.conftest import make_config

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import logging
 import sys
+import time
 from typing import Any
 
 import hydra
@@ -65,6 +66,13 @@ def derived_config(config: dict[str, Any], source: SourceRun) -> dict[str, Any]:
     }
 
 
+def block_rows(config: dict[str, Any]) -> int:
+    rows = config.get("block_rows", BLOCK_ROWS)
+    if isinstance(rows, bool) or not isinstance(rows, int) or rows < 1:
+        raise ValueError(f"block_rows must be a whole number of rows of at least 1, got {rows!r}")
+    return rows
+
+
 def rewriting_steps(steps: dict[str, Any]) -> list[str]:
     """Steps of a filter configuration that rewrite text (pii) rather than only judge it."""
     return [step for step, params in steps.items() if hasattr(step_class(step, params), "rewrite")]
@@ -72,6 +80,7 @@ def rewriting_steps(steps: dict[str, Any]) -> list[str]:
 
 def run(config: dict[str, Any], started: float | None = None) -> RunResult:
     """Re-filter the finished run at ``src.uri`` into ``sink.uri``; rerunning the same command resumes."""
+    rows_per_block = block_rows(config)
     source = open_source(config["src"], storage_options({**config["src"], "uri": config["src"].get("uri")}))
     derived = derived_config(config, source)
     recipe = build_recipe(derived["recipe"])
@@ -92,7 +101,7 @@ def run(config: dict[str, Any], started: float | None = None) -> RunResult:
         raise ValueError(f"sink.uri {sink.uri} is the source run itself: a post-pass writes a new run elsewhere")
     committed = open_run(sink, derived, bool(derived["run"].get("overwrite", False)))
     covered = {seed for commit in committed for seed in commit.seed_ids}
-    items, resumed = plan_items(source, covered, int(config.get("block_rows") or BLOCK_ROWS))
+    items, resumed = plan_items(source, covered, rows_per_block)
     log.info(
         "re-filtering %s (%d seeds) → %s with filters %s: %d blocks to do, %d seeds already committed",
         source.sink.uri,
@@ -102,7 +111,7 @@ def run(config: dict[str, Any], started: float | None = None) -> RunResult:
         len(items),
         resumed,
     )
-    stats_started = started or psutil.Process().create_time()
+    stats_started = started or time.time()
     with Heartbeat(sink):
         init_ray(derived["cluster"])
         shards = start_filter_state(steps)
@@ -193,7 +202,7 @@ def _main(cfg: DictConfig) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = OmegaConf.to_container(cfg, resolve=True)
     try:
-        result = run(config)
+        result = run(config, started=psutil.Process().create_time())  # timed from the command's start
     except (ValueError, FileNotFoundError, FileExistsError) as exc:
         print(f"synthray: error: {scrub(str(exc))}", file=sys.stderr)
         sys.exit(2)

@@ -106,6 +106,8 @@ def test_a_source_without_success_or_the_source_itself_as_sink_is_refused(source
         refilter.run(refilter_config(f"src.uri={unfinished}", f"sink.uri={tmp_path / 'out'}"))
     with pytest.raises(ValueError, match="is the source run itself"):
         refilter.run(refilter_config(f"src.uri={source_run.sink.uri}", f"sink.uri={source_run.sink.uri}"))
+    with pytest.raises(ValueError, match=r"block_rows must be a whole number of rows of at least 1, got 0"):
+        refilter.run(refilter_config(f"src.uri={source_run.sink.uri}", f"sink.uri={tmp_path / 'out'}", "block_rows=0"))
     with pytest.raises(ValueError, match="src.uri is required"):
         refilter.run(refilter_config(f"sink.uri={tmp_path / 'out'}"))
     assert not (tmp_path / "out").exists()
@@ -122,9 +124,7 @@ def test_the_source_runs_identity_is_part_of_the_derived_runs_fingerprint():
     assert all(p != prints[0] for p in prints[1:]) and prints[0]["src.uri"] == "outputs/a"
 
 
-def test_a_source_whose_filters_rewrote_text_is_noted(
-    ray_session, tmp_path, caplog
-):
+def test_a_source_whose_filters_rewrote_text_is_noted(ray_session, tmp_path, caplog):
     from tests.conftest import make_config
 
     pii_run = run(

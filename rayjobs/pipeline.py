@@ -235,7 +235,6 @@ def build_dataset(
     # A stage's own exception, not Ray Data's UserCodeException around its text: an engine that stays unavailable
     # ends the run with its message (engine_failures).
     context.raise_original_map_exception = True
-    light = float(cluster.get("stage_cpus", 0.25))
     in_flight = int(model.get("max_tasks_in_flight", 8))
     # Workers read the seeds, with the driver's credentials (handed over like the writers').
     source = source_section(config)
@@ -277,14 +276,30 @@ def build_dataset(
         num_cpus=float(model.get("num_cpus", 1)),
         **engine_resources(model),
     )
+    steps = config["filters"] or {}
+    return filter_and_write(ds, config, recipe, steps, list(recipe.text_fields), shards, state)
+
+
+def filter_and_write(
+    ds: ray.data.Dataset,
+    config: dict[str, Any],
+    recipe: Recipe,
+    steps: dict[str, Any],
+    text_fields: list[str],
+    shards: dict[str, list],
+    state: Any,
+    filter_workers: int | None = None,
+) -> ray.data.Dataset:
+    """The filter and shard-writer stages after the rows' own (generation, or a post-pass's read of a finished run):
+    ``filter_workers`` overrides the cluster's count (a post-pass with stateful filters keeps one, for one order)."""
+    cluster = config["cluster"]
+    light = float(cluster.get("stage_cpus", 0.25))
     ds = ds.map_batches(
         FilterActor,
         batch_format="pyarrow",
         batch_size=None,
-        fn_constructor_kwargs=dict(
-            steps=config["filters"] or {}, text_fields=list(recipe.text_fields), shards=shards, state=state
-        ),
-        compute=ActorPoolStrategy(size=int(cluster.get("filter_workers", 1))),
+        fn_constructor_kwargs=dict(steps=steps, text_fields=text_fields, shards=shards, state=state),
+        compute=ActorPoolStrategy(size=filter_workers or int(cluster.get("filter_workers", 1))),
         num_cpus=light,
     )
     return ds.map_batches(

@@ -23,7 +23,6 @@ from ray.data import ActorPoolStrategy
 from filtering.stage import (
     FILTER_COUNTERS,
     FILTER_SECONDS,
-    FilterActor,
     build_filters,
     filter_columns,
     replay_filter_state,
@@ -37,6 +36,7 @@ from rayjobs.pipeline import (
     RunResult,
     check_workers,
     committed_rows,
+    filter_and_write,
     finalize,
     format_summary,
     init_ray,
@@ -46,7 +46,7 @@ from rayjobs.pipeline import (
 )
 from rayjobs.postpass import BLOCK_ROWS, SourceRows, SourceRun, derived_schema, open_source, plan_items, source_summary
 from rayjobs.redact import scrub
-from rayjobs.sink import ShardWriter, Sink
+from rayjobs.sink import Sink
 from rayjobs.stats import RunStats
 
 log = logging.getLogger("synthray")
@@ -172,29 +172,8 @@ def build_dataset(
         compute=ActorPoolStrategy(size=int(cluster.get("read_workers", 1))),
         num_cpus=light,
     )
-    ds = ds.map_batches(
-        FilterActor,
-        batch_format="pyarrow",
-        batch_size=None,
-        fn_constructor_kwargs=dict(steps=steps, text_fields=text_fields, shards=shards, state=state),
-        # First-seen-wins state needs one order: one filter actor then; stateless filters may run in parallel.
-        compute=ActorPoolStrategy(size=1 if stateful else int(cluster.get("filter_workers", 1))),
-        num_cpus=light,
-    )
-    return ds.map_batches(
-        ShardWriter,
-        batch_format="pyarrow",
-        batch_size=None,
-        fn_constructor_kwargs=dict(
-            uri=config["sink"]["uri"],
-            storage_options=storage_options(config["sink"]),
-            retry_s=float(config["sink"].get("retry_s", 120)),
-            balance_fields=list(getattr(recipe, "balance_fields", ())),
-            tally_fields=list(getattr(recipe, "tally_fields", ())),
-        ),
-        compute=ActorPoolStrategy(size=int(cluster.get("writer_workers", 1))),
-        num_cpus=light,
-    )
+    # First-seen-wins state needs one order: one filter actor then; stateless filters may run in parallel.
+    return filter_and_write(ds, config, recipe, steps, text_fields, shards, state, 1 if stateful else None)
 
 
 @hydra.main(config_path="../conf", config_name="refilter", version_base="1.3")

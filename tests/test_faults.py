@@ -180,7 +180,8 @@ def test_driver_killed_mid_run_against_a_failing_http_judge_then_the_rerun_compl
     log = tmp_path / "run.log"
     env = {**os.environ, key_env: key}
     faults = {2: "429", 5: "500", 8: "malformed", 11: "drop", 14: "401"}
-    with serving(FaultServer(key=key, faults=faults, every=17, latency_s=0.3)) as server:
+    # 5 faults in every 29 requests, 6 retries: a call fails for good with odds about 0.17^7 (1e-3 per run).
+    with serving(FaultServer(key=key, faults=faults, every=29, latency_s=0.3)) as server:
         command = _command(
             seeds,
             f"sink.uri={sink.uri}",

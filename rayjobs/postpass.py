@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from rayjobs.commit import CONFIG, SUCCESS, Commit, load_commits
-from rayjobs.rows import REJECT, row_schema
+from rayjobs.rows import REJECT
 from rayjobs.sink import Sink
 
 log = logging.getLogger("synthray")
@@ -73,10 +73,6 @@ def blocks(commits: list[Commit], rows: int = BLOCK_ROWS) -> list[list[Commit]]:
     if current:
         grouped.append(current)
     return grouped
-
-
-def derived_schema(recipe_columns: dict[str, pa.DataType], filter_columns: dict[str, pa.DataType]) -> pa.Schema:
-    return row_schema({**recipe_columns, **filter_columns})
 
 
 class SourceRows:

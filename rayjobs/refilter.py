@@ -44,8 +44,9 @@ from rayjobs.pipeline import (
     save_artifact,
     storage_options,
 )
-from rayjobs.postpass import BLOCK_ROWS, SourceRows, SourceRun, derived_schema, open_source, plan_items, source_summary
+from rayjobs.postpass import BLOCK_ROWS, SourceRows, SourceRun, open_source, plan_items, source_summary
 from rayjobs.redact import scrub
+from rayjobs.rows import row_schema
 from rayjobs.sink import Sink
 from rayjobs.stats import RunStats
 
@@ -87,7 +88,7 @@ def run(config: dict[str, Any], started: float | None = None) -> RunResult:
     steps = derived["filters"]
     text_fields = list(source.record["run"].get("text_fields") or recipe.text_fields)
     build_filters(steps, text_fields)  # a bad filter config fails here, before Ray starts
-    schema = derived_schema(recipe.columns, filter_columns(steps))
+    schema = row_schema({**recipe.columns, **filter_columns(steps)})
     check_workers(derived["cluster"])
     notes = []
     rewritten = rewriting_steps(source.config.get("filters") or {})

@@ -48,13 +48,19 @@ def user(content: str, system: str = "") -> list[dict[str, str]]:
     return ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": content}]
 
 
+def configured(engine: EngineClient, name: str) -> bool:
+    """Whether the run gives role ``name`` an engine of its own (a plain client, a unit test's, sets no role)."""
+    check = getattr(engine, "configured", None)
+    return check is not None and check(name)
+
+
 def role(engine: EngineClient, *names: str) -> EngineClient:
     """The first of ``names`` the run gives an engine of its own, else the last one (which is the generator when the
     run does not set it either). A plain client (a unit test's engine) plays every role."""
     find = getattr(engine, "role", None)
     if find is None:
         return engine
-    return find(next((n for n in names if engine.configured(n)), names[-1]))
+    return find(next((n for n in names if configured(engine, n)), names[-1]))
 
 
 USAGE_KEYS = ("calls", "prompt_tokens", "completion_tokens", "errors", "retries", "seconds")

@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from generation.engines import EngineClient
 from generation.engines import check_sampling as valid_sampling  # `check_sampling` is also this recipe's parameter
-from generation.recipes.base import Sample, StepFailed, attempt, render, role, string_list, user
+from generation.recipes.base import Sample, StepFailed, attempt, configured, render, role, string_list, user
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 SUPPORT_SCHEMA = {"type": "object", "properties": {"supported": {"type": "boolean"}}, "required": ["supported"]}
@@ -111,10 +111,7 @@ class DocQA:
 
     def _checker(self, engine: EngineClient) -> EngineClient | None:
         """Who checks support: the judge role, the generator standing in for it, or nobody."""
-        configured = getattr(engine, "configured", None)
-        if self.support_check == "never" or (
-            self.support_check == "auto" and not (configured is not None and configured("judge"))
-        ):
+        if self.support_check == "never" or (self.support_check == "auto" and not configured(engine, "judge")):
             return None
         return role(engine, "judge")
 

@@ -23,13 +23,15 @@ from generation.recipes.base import Sample, StepFailed, attempt, configured, ren
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 SUPPORT_SCHEMA = {"type": "object", "properties": {"supported": {"type": "boolean"}}, "required": ["supported"]}
+# The evidence comes first: the model copies a sentence of the chunk, then answers from it (a 135M model's free
+# answer often loops until max_tokens, and the JSON never closes). Lengths bound a loop the grammar can still close.
 ANSWER_SCHEMA = {
     "type": "object",
     "properties": {
-        "answer": {"type": "string", "minLength": 1, "maxLength": 600},
-        "evidence": {"type": "string", "minLength": 1, "maxLength": 600},
+        "evidence": {"type": "string", "minLength": 1, "maxLength": 400},
+        "answer": {"type": "string", "minLength": 1, "maxLength": 300},
     },
-    "required": ["answer", "evidence"],
+    "required": ["evidence", "answer"],
 }
 SUPPORT_CHECKS = ("auto", "always", "never")
 MIN_EVIDENCE_WORDS = 3  # a quoted "the" proves nothing

@@ -70,3 +70,18 @@ def test_a_vllm_server_judges_pairs_generated_by_the_dry_run_engine(ray_session,
         assert isinstance(row["position_consistent"], bool)
         assert [u["role"] for u in row["role_usage"]] == ["judge"] and row["role_usage"][0]["calls"] == 2
     assert sum(r["prompt_tokens"] for r in rows) == judge["prompt_tokens"]
+
+
+def test_the_engine_scores_choices_through_the_servers_prompt_log_probabilities(server_url):
+    engine = build_engine({"name": SERVED_NAME, "engine": "http", "base_url": server_url})
+    obvious = [{"role": "user", "content": "Repeat exactly these two words and nothing else: technical problem"}]
+
+    async def calls():
+        scored = await engine.score(obvious, ["technical problem", "billing", "praise"])
+        answered = await engine.chat(obvious, logprobs=True, max_tokens=8)
+        return scored, answered
+
+    scored, answered = asyncio.run(calls())
+    assert scored.ok and sum(scored.scores.values()) == pytest.approx(1.0, abs=1e-6), scored
+    assert max(scored.scores, key=scored.scores.get) == "technical problem", scored.scores
+    assert answered.ok and len(answered.logprobs[0]) == answered.completion_tokens

@@ -103,3 +103,22 @@ def test_recipe_structure_with_real_model(engine_loop, name):
         assert any(as_text(sample.fields.get(f)).strip() for f in recipe.text_fields), (name, sample.fields)
     # JSON-constrained multi-step recipes must get through their steps with a real model at least once.
     assert ok, (name, [s.error for s in samples][:3])
+
+
+OBVIOUS = [{"role": "user", "content": "Repeat exactly these two words and nothing else: technical problem"}]
+CHOICES = ["technical problem", "billing", "praise"]
+
+
+def test_score_and_log_probabilities_on_smollm2(engine_loop):
+    engine, loop, _ = engine_loop
+
+    async def calls():
+        return await engine.score(OBVIOUS, CHOICES), await engine.chat(OBVIOUS, logprobs=True, max_tokens=8, n=2)
+
+    scored, answered = loop.run_until_complete(calls())
+    assert scored.ok and sum(scored.scores.values()) == pytest.approx(1.0, abs=1e-6), scored
+    assert max(scored.scores, key=scored.scores.get) == "technical problem", scored.scores
+    assert scored.prompt_tokens > 3 * len(engine._tokenizer.encode(OBVIOUS[0]["content"]))
+    assert answered.ok and len(answered.logprobs) == 2
+    assert sum(map(len, answered.logprobs)) == answered.completion_tokens
+    assert all(lp <= 0 for per_text in answered.logprobs for lp in per_text)

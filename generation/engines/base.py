@@ -7,7 +7,8 @@ HTTP server's) sees every in-flight request of every seed an actor holds.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -24,6 +25,8 @@ SAMPLING_KEYS = (
     "presence_penalty",
     "frequency_penalty",
     "repetition_penalty",
+    # True: each Completion carries its chosen tokens' log-probabilities (``Completion.logprobs``).
+    "logprobs",
 )
 
 
@@ -44,6 +47,10 @@ class Completion:
     retries: int = 0
     seconds: float = 0.0
     role: str = ""
+    # With ``logprobs=True``: per text, the log-probability of each token the engine chose (None: not asked, or the
+    # engine has none). From ``score``: choice → probability, normalised over the choices.
+    logprobs: list[list[float]] | None = None
+    scores: dict[str, float] | None = None
 
     @property
     def ok(self) -> bool:
@@ -69,6 +76,11 @@ class EngineClient(Protocol):
         self, prompt: str, *, n: int = 1, json_schema: dict | None = None, **sampling: Any
     ) -> Completion: ...
 
+    async def score(self, messages: Messages, choices: Sequence[str]) -> Completion:
+        """How likely the model is to answer ``messages`` with each of ``choices`` (``Completion.scores``: choice →
+        probability, summing to 1 over the choices); an engine that cannot tell answers with an error value."""
+        ...
+
     def shutdown(self) -> None:
         """Stops the engine's processes (called by the engine's owner, never by a recipe)."""
 
@@ -80,3 +92,23 @@ def check_sampling(sampling: Mapping[str, Any] | None) -> dict[str, Any]:
     if unknown:
         raise ValueError(f"unknown sampling key(s) {unknown}; valid keys: {list(SAMPLING_KEYS)}")
     return {k: v for k, v in sampling.items() if v is not None}
+
+
+def check_choices(choices: Sequence[str]) -> str | None:
+    """Why ``choices`` cannot be scored (None: they can): at least two distinct non-empty strings."""
+    if len(choices) < 2 or len(set(choices)) != len(choices) or not all(isinstance(c, str) and c for c in choices):
+        return f"score needs at least two distinct non-empty choices, got {list(choices)!r}"
+    return None
+
+
+def normalised_scores(choices: Sequence[str], logprobs: Sequence[float]) -> dict[str, float]:
+    """choice → probability from each choice's summed token log-probability (a softmax over the choices)."""
+    top = max(logprobs)
+    weights = [math.exp(lp - top) for lp in logprobs]
+    total = sum(weights)
+    return {choice: w / total for choice, w in zip(choices, weights, strict=True)}
+
+
+def token_confidence(logprobs: Sequence[float]) -> float | None:
+    """The geometric mean probability of the chosen tokens (exp of their mean log-probability); None without any."""
+    return math.exp(sum(logprobs) / len(logprobs)) if logprobs else None

@@ -6,9 +6,10 @@ import asyncio
 import hashlib
 import itertools
 import json
+from collections.abc import Sequence
 from typing import Any
 
-from generation.engines.base import Completion, Messages, check_sampling
+from generation.engines.base import Completion, Messages, check_choices, check_sampling, normalised_scores
 
 
 class DryRunEngine:
@@ -101,7 +102,22 @@ class DryRunEngine:
         # Yield like a real engine call, so concurrency bugs show up in unit tests; latency_s stands in for generation
         # time in scale and fault tests.
         await asyncio.sleep(self.latency_s)
-        return Completion(texts, prompt_tokens, sum(len(t.split()) for t in texts))
+        done = Completion(texts, prompt_tokens, sum(len(t.split()) for t in texts))
+        if params.get("logprobs"):  # one per word, from the word's hash: -0.5 to 0
+            done.logprobs = [[-_unit(f"{i}\x00{w}") / 2 for w in t.split()] for i, t in enumerate(texts)]
+        return done
+
+    async def score(self, messages: Messages, choices: Sequence[str]) -> Completion:
+        if bad := check_choices(choices):
+            return Completion(error=bad)
+        prompt = "\n".join(m["content"] for m in messages)
+        await asyncio.sleep(self.latency_s)
+        logprobs = [-3 * _unit(f"{prompt}\x00{choice}") for choice in choices]
+        return Completion(
+            prompt_tokens=len(choices) * len(prompt.split()),
+            completion_tokens=len(choices),
+            scores=normalised_scores(choices, logprobs),
+        )
 
     async def chat(
         self, messages: Messages, *, n: int = 1, json_schema: dict | None = None, **sampling: Any
@@ -112,6 +128,11 @@ class DryRunEngine:
 
     def shutdown(self) -> None:
         pass
+
+
+def _unit(text: str) -> float:
+    """A number in [0, 1) from ``text``'s hash."""
+    return hashlib.blake2b(text.encode(), digest_size=4).digest()[0] / 256
 
 
 def _is_json(text: str) -> bool:

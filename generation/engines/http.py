@@ -18,12 +18,20 @@ import math
 import os
 import random
 import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import httpx
 import jsonschema
 
-from generation.engines.base import Completion, EngineUnavailable, Messages, check_sampling
+from generation.engines.base import (
+    Completion,
+    EngineUnavailable,
+    Messages,
+    check_choices,
+    check_sampling,
+    normalised_scores,
+)
 from generation.engines.budget import RequestBudget
 from generation.jsontext import parse_json
 
@@ -194,6 +202,8 @@ class HTTPEngine:
                 done.retries += part.retries
                 continue
             done.texts += part.texts
+            if part.logprobs is not None:
+                done.logprobs = (done.logprobs or []) + part.logprobs
             done.prompt_tokens += part.prompt_tokens
             done.completion_tokens += part.completion_tokens
             done.retries += part.retries
@@ -208,6 +218,8 @@ class HTTPEngine:
         # Sampling keys go as they are: top_k, min_tokens and repetition_penalty are vLLM/SGLang extensions that a
         # hosted API refuses, sent only when a config sets them.
         body = {"model": self.model_name, **content, "n": n, **params}
+        if body.pop("logprobs", False):  # the chat API takes a flag, the completions API a count of alternatives
+            body["logprobs"] = True if "messages" in content else 0
         if json_schema is not None and not self._schema_in_prompt:
             body["response_format"] = {
                 "type": "json_schema",
@@ -220,18 +232,30 @@ class HTTPEngine:
     ) -> Completion:
         body = self._body(content, n, json_schema, params)
         estimate = math.ceil(len(json.dumps(content)) / 4) + int(params.get("max_tokens") or 256) * n
-        url = f"{self.base_url}/{endpoint}"
+        reply, retries, error = await self._send(
+            f"{self.base_url}/{endpoint}", body, lambda r: _parsed(r, endpoint), estimate
+        )
+        if error is not None:
+            return Completion(error=error, retries=retries)
+        reply.retries = retries
+        return reply
+
+    async def _send(
+        self, url: str, body: dict[str, Any], parse: Callable[[httpx.Response], Any], estimate: int
+    ) -> tuple[Any, int, str | None]:
+        """POST ``body`` under the run's budget, retrying transient failures: (parsed reply, retries, None), or
+        (None, retries, why) for a refusal or retries exhausted on a reply the server could not form."""
         last = ""
         for retry in range(self.max_retries + 1):
             lease = await self.budget.acquire(estimate)
             used, abandoned = None, False
             try:
-                reply = await self._post(url, body, endpoint)
-                used = reply.prompt_tokens + reply.completion_tokens
-                reply.retries = retry
-                return reply
+                reply = parse(await self._post(url, body))
+                if isinstance(reply, Completion):
+                    used = reply.prompt_tokens + reply.completion_tokens
+                return reply, retry, None
             except Refused as refused:
-                return Completion(error=self._refusal(url, refused), retries=retry)
+                return None, retry, self._refusal(url, refused)
             except Transient as failed:
                 last, hinted, down = self._masked(str(failed)), failed.retry_after_s, failed.down
                 abandoned = failed.abandoned
@@ -246,7 +270,46 @@ class HTTPEngine:
                 f"the server at {self.base_url} still fails after {self.max_retries} retries ({last}); committed "
                 "seeds are kept: rerun the same command to resume once it is back"
             )
-        return Completion(error=f"{url}: {last} (after {self.max_retries} retries)", retries=self.max_retries)
+        return None, self.max_retries, f"{url}: {last} (after {self.max_retries} retries)"
+
+    async def score(self, messages: Messages, choices: Sequence[str]) -> Completion:
+        """The server's chat template and tokens (vLLM's ``/tokenize``), then each choice's prompt log-probabilities
+        from the completions endpoint (``echo`` + ``logprobs`` over token ids). A server offering neither answers
+        with an error value that says so."""
+        if bad := check_choices(choices):
+            return Completion(error=bad)
+        root = self.base_url.removesuffix("/v1")
+        done = Completion()
+
+        async def tokens(body: dict[str, Any]) -> list[int]:
+            ids, retries, error = await self._send(f"{root}/tokenize", {"model": self.model_name, **body}, _ids, 0)
+            done.retries += retries
+            if error is not None:
+                raise _NoScores(f"cannot render the prompt with the server's chat template ({error})")
+            return ids
+
+        async def summed(prefix: list[int], choice: str) -> float:
+            ids = prefix + await tokens({"prompt": choice, "add_special_tokens": False})
+            params = {"max_tokens": 1, "temperature": 0.0, "logprobs": True}
+            reply = await self._request("completions", {"prompt": ids, "echo": True}, 1, None, params)
+            done.retries += reply.retries
+            done.prompt_tokens += reply.prompt_tokens
+            done.completion_tokens += reply.completion_tokens
+            if reply.error is not None:
+                raise _NoScores(reply.error)
+            logprobs = (reply.logprobs or [[]])[0]
+            if len(logprobs) < len(ids) or any(lp is None for lp in logprobs[len(prefix) : len(ids)]):
+                raise _NoScores("its completions endpoint returns no prompt log-probabilities (echo with logprobs)")
+            return sum(logprobs[len(prefix) : len(ids)])
+
+        try:
+            prefix = await tokens({"messages": messages, "add_generation_prompt": True, "add_special_tokens": False})
+            summed_logprobs = await asyncio.gather(*(summed(prefix, c) for c in choices))
+        except _NoScores as missing:
+            done.error = f"{self.base_url} cannot score choices: {missing}"
+            return done
+        done.scores = normalised_scores(choices, summed_logprobs)
+        return done
 
     def _refusal(self, url: str, refused: Refused) -> str:
         message = self._masked(refused.message)
@@ -258,7 +321,7 @@ class HTTPEngine:
             )
         return f"HTTP {refused.status} from {url}: {message}"
 
-    async def _post(self, url: str, body: dict[str, Any], endpoint: str) -> Completion:
+    async def _post(self, url: str, body: dict[str, Any]) -> httpx.Response:
         try:
             response = await self.client.post(url, json=body)
         except httpx.TimeoutException as exc:
@@ -269,7 +332,7 @@ class HTTPEngine:
             raise Transient(f"HTTP {response.status_code}: {server_message(response)}", retry_after(response.headers))
         if response.status_code >= 400:
             raise Refused(response.status_code, server_message(response))
-        return _parsed(response, endpoint)
+        return response
 
     async def models(self) -> list[str]:
         """The model names the server lists (``GET /models``); a refusal raises ``Refused``, no answer ``Transient``."""
@@ -299,19 +362,36 @@ class HTTPEngine:
         pass
 
 
+class _NoScores(Exception):
+    """What the server lacks to score choices."""
+
+
 def _parsed(response: httpx.Response, endpoint: str) -> Completion:
     """A completion from a 2xx reply; a body that is not one is ``Transient`` (proxies and overloaded servers send
-    truncated or HTML bodies)."""
+    truncated or HTML bodies). Log-probabilities are kept when the server sent them for every choice."""
     try:
         body = response.json()
         choices = sorted(body["choices"], key=lambda c: c.get("index", 0))
         if endpoint == "chat/completions":
             texts = [c["message"].get("content") or "" for c in choices]
+            logprobs = [[t["logprob"] for t in (c.get("logprobs") or {}).get("content") or []] for c in choices]
         else:
             texts = [c["text"] or "" for c in choices]
+            logprobs = [list((c.get("logprobs") or {}).get("token_logprobs") or []) for c in choices]
         usage = body.get("usage") or {}
-        return Completion(texts, int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))
+        done = Completion(texts, int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))
+        if all(logprobs):
+            done.logprobs = logprobs
+        return done
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise Transient(f"malformed reply ({type(exc).__name__}): {response.text[:120]!r}", down=False) from exc
+
+
+def _ids(response: httpx.Response) -> list[int]:
+    """The token ids of a ``/tokenize`` reply."""
+    try:
+        return [int(t) for t in response.json()["tokens"]]
+    except (ValueError, KeyError, TypeError) as exc:
         raise Transient(f"malformed reply ({type(exc).__name__}): {response.text[:120]!r}", down=False) from exc
 
 

@@ -133,6 +133,16 @@ class Sample:
             raise StepFailed("parse", f"no JSON {schema.get('type', 'value')} in model output: {done.text[:200]!r}")
         return value
 
+    async def ask_scores(
+        self, engine: EngineClient, messages: list[dict[str, str]], choices: list[str]
+    ) -> dict[str, float]:
+        """choice → probability from ``engine.score``, booked on this sample; an engine error raises ``StepFailed``
+        (``stage`` engine: callers that can do without probabilities catch it and fall back)."""
+        done = self.spend(await engine.score(messages, choices))
+        if not done.ok or done.scores is None:
+            raise StepFailed("engine", done.error or "the engine returned no scores")
+        return done.scores
+
     def fan_out(self, fields: list[dict[str, Any]]) -> list[Sample]:
         """One sample per ``fields``, each starting from this sample's fields; the tokens this shared step spent
         are booked once, on the first, so per-row sums still add up to the run's total."""

@@ -21,6 +21,12 @@ _MARKED_NUMBER = re.compile(rf"(?:####\s*|\\boxed\{{\s*|answer(?: is|:)\s*[$â‚¬Â
 _BARE_CHOICE = re.compile(r"^\s*\(?([A-Ea-e])\)?[.):]?\s*$")
 _MARKED_CHOICE = re.compile(r"(?:answer|option|choice)(?: is|:)?\s*\(?([A-E])\)?(?![\w])", re.IGNORECASE)
 _CHOICE_RE = re.compile(r"(?:^|[\s(])\(?([A-E])\)?(?=[\s.,;:)!?]|$)")
+_QUOTES = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"', "\u2013": "-", "\u2014": "-"})
+
+
+def normalised(text: str) -> str:
+    """Case, typographic quotes and dashes, and runs of spaces folded; surrounding quotes and punctuation dropped."""
+    return " ".join(text.translate(_QUOTES).lower().split()).strip(" \"'.,;:!?")
 
 
 @dataclass(frozen=True)

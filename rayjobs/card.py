@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from rayjobs.engines import ROLE_COLUMNS, role_rows
+from rayjobs.engines import ROLE_COLUMNS, cascade_line, role_rows
 
 
 def _settings(section: dict[str, Any]) -> str:
@@ -89,7 +89,8 @@ def _roles(summary: dict[str, Any]) -> str:
         return ""
     rows = "".join("| " + " | ".join(str(c) for c in row) + " |\n" for row in role_rows(figures))
     head = "| " + " | ".join(ROLE_COLUMNS) + " |\n|" + "---|" * len(ROLE_COLUMNS) + "\n"
-    return f"\n## Models by role\n\n{head}{rows}"
+    cascade = f"\n{cascade_line(summary['cascade'])}\n" if summary.get("cascade") else ""
+    return f"\n## Models by role\n\n{head}{rows}{cascade}"
 
 
 def render_card(record: dict[str, Any]) -> str:

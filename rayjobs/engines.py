@@ -157,3 +157,19 @@ def role_rows(figures: Mapping[str, Mapping[str, Any]]) -> list[list[Any]]:
         ]
         for role, f in figures.items()
     ]
+
+
+def cascade_line(figures: Mapping[str, Any]) -> str:
+    """A cascade's run figures in one sentence (the report's and the dataset card's)."""
+    parts = [
+        f"cascade: {figures['deferred']:,} of {figures['items']:,} items deferred ({figures['deferral_rate']:.1%})"
+    ]
+    if "accuracy" in figures:
+        parts.append(f"accuracy {figures['accuracy']:.1%}")
+    for unit, shown in (("tokens", "{:,.0f} tokens"), ("cost_usd", "${:,.4f}")):
+        if f"cascade_{unit}" in figures:
+            spent = shown.format(figures[f"cascade_{unit}"])
+            if f"all_large_{unit}" in figures:
+                spent += f" vs ≈{shown.format(figures[f'all_large_{unit}'])} sending every item to the large model"
+            parts.append(spent)
+    return "; ".join(parts)

@@ -20,7 +20,7 @@ import pyarrow as pa
 from filtering.base import is_messages
 from rayjobs import plots, quality
 from rayjobs.card import render_card
-from rayjobs.engines import ROLE_COLUMNS, role_rows
+from rayjobs.engines import ROLE_COLUMNS, cascade_line, role_rows
 from rayjobs.sink import Sink
 from rayjobs.sources import iter_seeds
 
@@ -235,6 +235,10 @@ def _roles_section(summary: dict[str, Any]) -> str:
         return ""
     rate = summary.get("position_consistency_rate")
     note = f"<p>position-consistent pairs: {rate:.1%}</p>" if rate is not None else ""
+    if summary.get("target_failure_rate") is not None:
+        note += f"<p>instructions the target failed: {summary['target_failure_rate']:.1%}</p>"
+    if summary.get("cascade"):
+        note += f"<p id=cascade>{cascade_line(summary['cascade'])}</p>"
     return f"<h2 id=roles>Models by role</h2>{_table(list(ROLE_COLUMNS), role_rows(figures))}{note}"
 
 

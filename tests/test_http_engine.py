@@ -165,3 +165,22 @@ def test_a_lost_lease_is_taken_back():
         return time.monotonic() - started
 
     assert 0.15 < asyncio.run(holder_dies_then_another_acquires()) < 2.5
+
+
+def test_a_server_without_prompt_log_probabilities_cannot_score_and_cascade_falls_back_to_agreement():
+    import random
+
+    from generation.recipes import build_recipe
+    from tests.conftest import make_config
+
+    recipe = build_recipe(make_config(["recipe=cascade", "recipe.n=3"])["recipe"])
+    with serving(FaultServer()) as server:
+        engine = engine_for(server)
+        scored = asyncio.run(engine.score([{"role": "user", "content": "Pick one."}], ["yes", "no"]))
+        answered = ask(engine, logprobs=True)
+        seed = {"instruction": "What is 7 + 5?", "output": "12"}
+        [sample] = asyncio.run(recipe.run(seed, engine, random.Random(0)))
+    assert not scored.ok and "cannot score choices" in scored.error and "HTTP 404" in scored.error
+    assert answered.ok and answered.logprobs is None and server.seen.bodies[0]["logprobs"] is True
+    assert sample.error is None and sample.fields["confidence_from"] == "agreement"
+    assert [body["n"] for body in server.seen.bodies[1:]] == [1, 3, 3]  # asked once for log-probabilities, then n

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import random
 
 import pytest
@@ -29,12 +30,13 @@ def _run(recipe, seed, engine=None):
 
 
 class Scripted:
-    """An engine that answers from a function of (messages, json_schema) and records every call."""
+    """An engine that answers from a function of (messages, json_schema) and records every call; ``scores`` answers
+    ``score`` from a function of (prompt, choices) (a dict of probabilities, or a Completion)."""
 
     model_name = "scripted"
 
-    def __init__(self, answer):
-        self.answer, self.calls = answer, []
+    def __init__(self, answer, scores=None):
+        self.answer, self.calls, self.scores = answer, [], scores
 
     def count_tokens(self, text: str) -> int:
         return len(text.split())
@@ -48,6 +50,13 @@ class Scripted:
         return Completion([t if isinstance(t, str) else json.dumps(t) for t in texts], 10, 5)
 
     generate = chat
+
+    async def score(self, messages, choices):
+        self.calls.append({"prompt": messages[-1]["content"], "choices": list(choices)})
+        reply = self.scores(messages[-1]["content"], list(choices)) if self.scores else None
+        if reply is None:
+            return Completion(error="scripted engine cannot score")
+        return reply if isinstance(reply, Completion) else Completion(prompt_tokens=30, scores=reply)
 
 
 @pytest.mark.parametrize("name", sorted(RECIPES))
@@ -291,6 +300,26 @@ def test_pseudo_label_majority_vote_and_confidence():
     assert none.stage == "parse"
 
 
+def test_pseudo_label_logprob_mode_reads_each_labels_probability_and_falls_back_to_votes():
+    recipe, _ = _recipe("pseudo_label", "recipe.mode=logprob", "recipe.n=4", "recipe.labels=[billing,delivery,praise]")
+    probabilities = {"billing": 0.7, "delivery": 0.2, "praise": 0.1}
+    engine = Scripted(
+        lambda p, s: [{"label": "delivery"}] * 4,
+        scores=lambda p, choices: {c: probabilities[json.loads(c)["label"]] for c in choices},
+    )
+    [sample] = _run(recipe, {"text": "refund please"}, engine)
+    assert [call.get("choices") for call in engine.calls] == [[json.dumps({"label": x}) for x in probabilities]]
+    fields = sample.fields
+    assert (fields["label"], fields["confidence"], fields["confidence_source"]) == ("billing", 0.7, "logprob")
+    assert json.loads(fields["distribution"]) == probabilities
+    assert fields["entropy"] == pytest.approx(-sum(p * math.log(p) for p in probabilities.values()), abs=1e-4)
+    assert sample.prompt_tokens == 30  # the scoring call is booked on the row
+    # An engine that cannot score (an HTTP server without prompt log-probabilities): votes decide.
+    [voted] = _run(recipe, {"text": "refund please"}, Scripted(lambda p, s: [{"label": "delivery"}] * 3 + ["x"]))
+    assert (voted.fields["label"], voted.fields["confidence"]) == ("delivery", 0.75)
+    assert voted.fields["confidence_source"] == "votes" and voted.fields["entropy"] == 0.0
+
+
 def test_taxonomy_phase_one_generates_updates_per_batch_reviews_then_labels():
     recipe, _ = _recipe("taxonomy", "recipe.sample_size=6", "recipe.batch_size=2")
     steps = iter(
@@ -351,7 +380,9 @@ def test_judge_pairwise_keeps_both_orders_and_flags_position_inconsistency(on_in
     seed = {"instruction": "Pick.", "response_a": "good one", "response_b": "bad one"}
     [agreed] = _run(recipe, seed, consistent)
     assert agreed.fields["winner"] == "A" and agreed.fields["position_consistent"] is True and not agreed.reject_reason
-    assert Judge.run_figures({"position_consistent": {"True": 3, "False": 1}}) == {"position_consistency_rate": 0.75}
+    assert Judge.run_figures({"position_consistent": {"True": 3, "False": 1}}, {}) == {
+        "position_consistency_rate": 0.75
+    }
     single, _ = _recipe("judge")
     [bad] = _run(single, builtin_seeds("seed_tasks")[0], Scripted(lambda p, s: {"critique": "c", "score": 42}))
     assert bad.stage == "parse"
@@ -433,3 +464,95 @@ def test_taxonomy_retries_its_first_step_and_names_the_failure():
         assert (sample.error is None) == ok, sample.error
         if not ok:
             assert sample.stage == "taxonomy" and f"{GENERATE_ATTEMPTS} tries" in sample.error
+
+
+def test_cascade_defers_below_the_threshold_and_its_cost_adds_up_from_per_role_tokens():
+    from generation.roles import Engines
+    from rayjobs.engines import role_figures
+
+    recipe, _ = _recipe("cascade", "recipe.threshold=0.7")
+
+    def planted(prompt, schema):  # the seed's instruction names the small model's confidence in its answer
+        confidence = float(prompt.split()[0])
+        return Completion(["42"], 10, 2, logprobs=[[math.log(confidence), math.log(confidence)]])
+
+    large = Scripted(lambda p, s: Completion(["The answer is 42."], 20, 6, logprobs=[[-0.01] * 6]))
+    engine = Engines({"generator": Scripted(planted), "large": large})
+    seeds = [
+        {"instruction": f"{c} What is 6 x 7?", "output": reference}
+        for c, reference in ((0.95, "42"), (0.71, "41"), (0.69, "42"), (0.2, "#### 42"))
+    ]
+    samples = [s for seed in seeds for s in _run(recipe, seed, engine)]
+    assert [s.fields["answered_by"] for s in samples] == ["small", "small", "large", "large"]
+    assert [s.fields["small_confidence"] for s in samples] == [0.95, 0.71, 0.69, 0.2]
+    assert [s.fields["correct"] for s in samples] == [True, False, True, True]
+    assert samples[2].fields["large_confidence"] == pytest.approx(math.exp(-0.01), abs=1e-4)
+    assert "large_confidence" not in samples[0].fields and len(large.calls) == 2
+
+    used: dict = {}
+    for sample in samples:
+        for role, figures in sample.usage.items():
+            for key, value in figures.items():
+                used.setdefault(role, {}).setdefault(key, 0)
+                used[role][key] += value
+    models = {
+        "generator": {"name": "small", "engine": "dry_run", "price_per_mtok": {"prompt": 1.0, "completion": 2.0}},
+        "large": {"name": "large", "engine": "http", "price_per_mtok": {"prompt": 10.0, "completion": 20.0}},
+    }
+    tallies = {"answered_by": {"small": 2, "large": 2}, "correct": {"True": 3, "False": 1}}
+    figures = recipe.run_figures(tallies, role_figures(models, used))["cascade"]
+    # small: 4 calls × (10 + 2) tokens; large: 2 calls × (20 + 6)
+    assert figures["deferral_rate"] == 0.5 and figures["accuracy"] == 0.75
+    assert figures["cascade_tokens"] == 4 * 12 + 2 * 26 and figures["all_large_tokens"] == 26 * 4
+    small_cost, large_cost = 4 * (10 * 1.0 + 2 * 2.0) / 1e6, 2 * (20 * 10.0 + 6 * 20.0) / 1e6
+    assert figures["cascade_cost_usd"] == pytest.approx(small_cost + large_cost)
+    assert figures["all_large_cost_usd"] == pytest.approx(large_cost / 2 * 4)
+
+
+def test_cascade_without_log_probabilities_takes_the_agreement_of_n_samples():
+    recipe, _ = _recipe("cascade", "recipe.threshold=0.7", "recipe.n=5")
+    small = Scripted(lambda p, s: ["Paris", "paris.", "Lyon", "Paris", "Nice"])  # no log-probabilities
+    [sample] = _run(recipe, {"instruction": "Capital of France?", "output": "Paris"}, small)
+    assert sample.fields["confidence_from"] == "agreement" and sample.fields["small_confidence"] == 0.6
+    assert sample.fields["answered_by"] == "large"  # the unset role is the generator, asked again
+    [first, *rest] = small.calls
+    assert first["n"] == 1 and [c["n"] for c in rest] == [5, 5]
+    # The engine is known to give none now: no more calls asking for log-probabilities.
+    [again] = _run(recipe, {"instruction": "Capital of France?"}, small)
+    assert [c["n"] for c in small.calls[3:]] == [5, 5] and "correct" not in again.fields
+    with pytest.raises(ValueError, match="recipe.confidence"):
+        _recipe("cascade", "recipe.confidence=entropy")
+
+
+def test_true_teacher_labels_each_summarizers_summary_with_the_teacher():
+    from generation.roles import Engines
+
+    recipe, _ = _recipe("true_teacher", "recipe.summarizers=[{name: small, role: generator}, {name: big, role: large}]")
+    small = Scripted(lambda p, s: "A summary with an invented date.")
+    big = Scripted(lambda p, s: "A faithful summary.")
+    teacher = Scripted(lambda p, s: {"consistent": "faithful" in p})
+    engine = Engines({"generator": small, "large": big, "teacher": teacher})
+    samples = _run(recipe, {"text": "The bridge opened in 1932."}, engine)
+    rows = {s.fields["summarizer"]: s for s in samples}
+    assert rows["small"].fields["label"] == "inconsistent" and rows["big"].fields["label"] == "consistent"
+    assert rows["big"].fields["summary"] == "A faithful summary." and rows["big"].fields["document"].endswith("1932.")
+    assert [sorted(s.usage) for s in (rows["small"], rows["big"])] == [["generator", "teacher"], ["large", "teacher"]]
+    assert len(teacher.calls) == 2 and all("1932" in c["prompt"] for c in teacher.calls)
+    with pytest.raises(ValueError, match="distinct name"):
+        _recipe("true_teacher", "recipe.summarizers=[{name: a}, {name: a}]")
+
+
+def test_reverse_gen_keeps_the_instructions_the_target_fails_and_reports_the_failure_rate():
+    from generation.roles import Engines
+
+    recipe, _ = _recipe("reverse_gen", "recipe.prompts_per_seed=3")
+    proposer = Scripted(lambda p, s: {"instructions": ["easy one", "hard one", "hard two", "extra"]})
+    target = Scripted(lambda p, s: f"answer to {p}")
+    judge = Scripted(lambda p, s: {"failed": "hard" in p, "reason": "wrong" if "hard" in p else "fine"})
+    engine = Engines({"generator": proposer, "target": target, "judge": judge})
+    samples = _run(recipe, {"instruction": "Add two numbers."}, engine)
+    assert [s.fields["instruction"] for s in samples] == ["easy one", "hard one", "hard two"]  # capped at 3
+    assert [s.reject_reason for s in samples] == ["target_succeeded", None, None]
+    assert [s.fields["target_failed"] for s in samples] == [False, True, True]
+    assert samples[1].fields["response"] == "answer to hard one" and len(target.calls) == 3
+    assert recipe.run_figures({"target_failed": {"True": 2, "False": 1}}, {}) == {"target_failure_rate": 0.6667}

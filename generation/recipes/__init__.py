@@ -8,6 +8,7 @@ from generation.recipes.attr_prompt import AttrPrompt
 from generation.recipes.augment import Augment
 from generation.recipes.back_translate import BackTranslate
 from generation.recipes.base import Recipe, Sample
+from generation.recipes.cascade import Cascade
 from generation.recipes.critique_revise import CritiqueRevise
 from generation.recipes.dialogue import Dialogue
 from generation.recipes.doc_qa import DocQA
@@ -15,10 +16,12 @@ from generation.recipes.entigraph import EntiGraph
 from generation.recipes.graded_relevance import GradedRelevance
 from generation.recipes.judge import Judge
 from generation.recipes.pseudo_label import PseudoLabel
+from generation.recipes.reverse_gen import ReverseGen
 from generation.recipes.self_instruct import SelfInstruct
 from generation.recipes.targen import TarGEN
 from generation.recipes.taxonomy import Taxonomy
 from generation.recipes.template import Template
+from generation.recipes.true_teacher import TrueTeacher
 
 RECIPES: dict[str, type] = {
     cls.name: cls
@@ -37,6 +40,9 @@ RECIPES: dict[str, type] = {
         Judge,
         CritiqueRevise,
         GradedRelevance,
+        Cascade,
+        TrueTeacher,
+        ReverseGen,
     )
 }
 

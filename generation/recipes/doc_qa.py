@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 
 import pyarrow as pa
 
+from generation.answers import normalised
 from generation.engines import EngineClient
 from generation.engines import check_sampling as valid_sampling  # `check_sampling` is also this recipe's parameter
 from generation.recipes.base import Sample, StepFailed, attempt, configured, render, role, string_list, user
@@ -35,12 +36,6 @@ ANSWER_SCHEMA = {
 }
 SUPPORT_CHECKS = ("auto", "always", "never")
 MIN_EVIDENCE_WORDS = 3  # a quoted "the" proves nothing
-_QUOTES = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"', "\u2013": "-", "\u2014": "-"})
-
-
-def normalised(text: str) -> str:
-    """Case, typographic quotes and dashes, and runs of spaces folded; surrounding quotes and punctuation dropped."""
-    return " ".join(text.translate(_QUOTES).lower().split()).strip(" \"'.,;:!?")
 
 
 def evidence_in(chunk: str, evidence: str) -> bool:

@@ -160,8 +160,9 @@ class Judge:
         return [await attempt(Sample(), lambda s: step(seed, judge, s))]
 
     @staticmethod
-    def run_figures(tallies: dict[str, dict[str, int]]) -> dict[str, Any]:
-        """The share of judged pairs whose two orders agreed, over every pair judged (kept or rejected)."""
+    def run_figures(tallies: dict[str, dict[str, int]], roles: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        """The share of judged pairs whose two orders agreed, over every pair judged (kept or rejected); the roles'
+        figures play no part."""
         counts = tallies.get("position_consistent") or {}
         judged = counts.get("True", 0) + counts.get("False", 0)
         return {"position_consistency_rate": round(counts.get("True", 0) / judged, 4)} if judged else {}

@@ -48,6 +48,7 @@ class GenerateActor:
     corpus: the run's corpus sample (seed rows) for recipes with a run-wide phase over the corpus.
     roles: role → model config of the run's other roles (``engines.<role>``).
     budgets: model key → the run-wide ``RequestBudget`` actor of an HTTP engine.
+    pools: model key → the replicas of the engine pool serving that model (rayjobs/resources.py).
     secrets: environment variable → value of the API keys the roles name, from the driver's environment (a worker
         started elsewhere would not have them).
     """
@@ -65,6 +66,7 @@ class GenerateActor:
         corpus: list[dict[str, Any]] | None = None,
         roles: dict[str, dict[str, Any]] | None = None,
         budgets: dict[str, Any] | None = None,
+        pools: dict[str, list[Any]] | None = None,
         secrets: dict[str, str] | None = None,
     ) -> None:
         started = time.perf_counter()
@@ -86,7 +88,8 @@ class GenerateActor:
             self.recipe.bind_corpus(corpus)
         self.models = {GENERATOR: model, **(roles or {})}
         self.budgets = {key: RemoteBudget(handle) for key, handle in (budgets or {}).items()}
-        self.engine = build_engines(self.models, run_seed, self.budgets)
+        self.pools = pools or {}
+        self.engine = build_engines(self.models, run_seed, self.budgets, self.pools)
         self.model, self.stopper = model, None
         if state is not None:
             state.put_once.remote(ENGINE_READY_AT, time.time())
@@ -120,7 +123,7 @@ class GenerateActor:
 
     async def __call__(self, batch: pa.Table) -> pa.Table:
         if self.engine is None:  # Ray runs a batch again after the engines stopped (its output was lost)
-            self.engine = await asyncio.to_thread(build_engines, self.models, self.run_seed, self.budgets)
+            self.engine = await asyncio.to_thread(build_engines, self.models, self.run_seed, self.budgets, self.pools)
         if self.state is not None and self.stopper is None:  # armed here: it needs the actor's event loop
             # Ray's actor id survives a restart, so a restarted actor's engine is the same one to wait for.
             engine_id = ray.get_runtime_context().get_actor_id() if ray.is_initialized() else f"pid-{os.getpid()}"

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from generation.engines import Completion, EngineClient, Messages, build_engine
+from generation.engines.pool import PoolClient
 
 GENERATOR = "generator"
 
@@ -65,6 +66,9 @@ class RoleClient:
     ) -> Completion:
         return await self._timed(self._engine.generate, prompt, n=n, json_schema=json_schema, **sampling)
 
+    async def score(self, messages: Messages, choices: Sequence[str]) -> Completion:
+        return await self._timed(self._engine.score, messages, choices)
+
 
 class Engines(RoleClient):
     """The generator's client that also answers ``role(name)``. ``clients``: role → engine, the generator included;
@@ -93,15 +97,21 @@ class Engines(RoleClient):
 
 
 def build_engines(
-    models: Mapping[str, dict[str, Any]], seed: int = 0, budgets: Mapping[str, Any] | None = None
+    models: Mapping[str, dict[str, Any]],
+    seed: int = 0,
+    budgets: Mapping[str, Any] | None = None,
+    pools: Mapping[str, list[Any]] | None = None,
 ) -> Engines:
     """One engine per distinct model config of ``models`` (role → config, the generator included). ``budgets``:
-    model key → the run-wide request budget of an HTTP engine."""
+    model key → the run-wide request budget of an HTTP engine; ``pools``: model key → the replicas of the engine
+    pool serving it (those models are called there, not loaded here)."""
     built: dict[str, EngineClient] = {}
     clients = {}
     try:
         for name, config in models.items():
             key = model_key(config)
+            if key in (pools or {}) and key not in built:
+                built[key] = PoolClient(config["name"], pools[key])
             if key not in built:
                 built[key] = build_engine(config, seed, budget=(budgets or {}).get(key))
             clients[name] = built[key]

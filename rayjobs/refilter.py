@@ -34,7 +34,6 @@ from generation.state import RunStateActor
 from rayjobs.commit import Heartbeat, attempts, open_run, reconcile
 from rayjobs.pipeline import (
     RunResult,
-    check_workers,
     committed_rows,
     filter_and_write,
     finalize,
@@ -46,6 +45,7 @@ from rayjobs.pipeline import (
 )
 from rayjobs.postpass import BLOCK_ROWS, SourceRows, SourceRun, open_source, plan_items, source_summary
 from rayjobs.redact import scrub
+from rayjobs.resources import check_workers
 from rayjobs.rows import row_schema
 from rayjobs.sink import Sink
 from rayjobs.stats import RunStats

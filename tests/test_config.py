@@ -11,7 +11,7 @@ import pytest
 
 from filtering.stage import build_filters
 from generation.recipes import build_recipe
-from rayjobs.pipeline import engine_gpus
+from rayjobs.resources import engine_gpus
 from rayjobs.rows import row_schema
 from tests.conftest import CONF, REPO, make_config
 
@@ -100,7 +100,7 @@ def test_bad_filter_and_recipe_values_fail_with_choices(tmp_path):
 def test_multi_gpu_replicas_get_a_packed_placement_group_each(ray_session):
     from ray.util import placement_group_table, remove_placement_group
 
-    from rayjobs.pipeline import engine_resources
+    from rayjobs.resources import engine_resources
 
     assert engine_resources(make_config(["model=qwen3_8b"])["model"]) == {"num_gpus": 1}
     tp4 = engine_resources(make_config(["model=llama31_70b_tp4"])["model"])
@@ -113,7 +113,7 @@ def test_multi_gpu_replicas_get_a_packed_placement_group_each(ray_session):
 
 
 def test_stages_that_cannot_all_start_are_refused_locally_and_flagged_on_a_cluster(caplog):
-    from rayjobs.pipeline import check_fits
+    from rayjobs.resources import check_fits
 
     config = make_config(["model=dry_run"])  # engine 0.5 CPU + filter and writer at 0.25: fits 2 cores
     check_fits(config, cpus=2)
@@ -124,11 +124,16 @@ def test_stages_that_cannot_all_start_are_refused_locally_and_flagged_on_a_clust
     with caplog.at_level("WARNING", logger="synthray"):
         check_fits(on_ray, cpus=2)
     assert "needs 2.5 CPUs at once" in caplog.text and "autoscaler" in caplog.text
+    # A role's own vLLM pool holds its CPUs too: the dry-run generator plus a SmolLM2 pool fit 2 cores, two do not.
+    pooled = make_config(["model=dry_run", "+model@engines.large=smollm2_cpu"])
+    check_fits(pooled, cpus=2)
+    with pytest.raises(ValueError, match=r"needs 3 CPUs at once .*engines.large.replicas × engines.large.num_cpus"):
+        check_fits({**pooled, "engines": {"large": {**pooled["engines"]["large"], "replicas": 2}}}, cpus=2)
 
 
 @pytest.mark.parametrize("model", ["smollm2_cpu", "qwen3_8b", "llama31_70b_tp4"])
 def test_shipped_models_queue_twice_what_the_engine_decodes(model, caplog):
-    from rayjobs.pipeline import check_in_flight
+    from rayjobs.resources import check_in_flight
 
     with caplog.at_level("WARNING", logger="synthray"):
         check_in_flight(make_config([f"model={model}"])["model"])
@@ -136,7 +141,7 @@ def test_shipped_models_queue_twice_what_the_engine_decodes(model, caplog):
 
 
 def test_an_engine_fed_no_more_seeds_than_it_decodes_is_flagged_with_the_fix(caplog):
-    from rayjobs.pipeline import check_in_flight
+    from rayjobs.resources import check_in_flight
 
     starved = make_config(["model.batch_size=32", "model.max_tasks_in_flight=8"])["model"]  # 256 for 256 decoded
     with caplog.at_level("WARNING", logger="synthray"):
@@ -147,7 +152,7 @@ def test_an_engine_fed_no_more_seeds_than_it_decodes_is_flagged_with_the_fix(cap
 @pytest.mark.parametrize("key", ["read_workers", "filter_workers", "writer_workers"])
 @pytest.mark.parametrize("value", [0, -1, 1.5, "two"])
 def test_a_pool_without_a_worker_is_refused_naming_the_key(key, value):
-    from rayjobs.pipeline import check_workers
+    from rayjobs.resources import check_workers
 
     with pytest.raises(ValueError, match=rf"cluster.{key} must be a whole number of at least 1, got {value!r}"):
         check_workers({key: value})

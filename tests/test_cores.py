@@ -10,7 +10,7 @@ import time
 import pytest
 
 from rayjobs.cores import EngineCores, bound_cores, run_processes, supported
-from rayjobs.pipeline import isolated_cpus
+from rayjobs.resources import isolated_cpus
 
 CPUS = set(os.sched_getaffinity(0)) if supported() else set()
 needs_two = pytest.mark.skipif(len(CPUS) < 2, reason="pinning needs a Linux machine with 2 CPUs or more")
@@ -131,3 +131,6 @@ def test_only_a_local_run_of_one_cpu_vllm_engine_is_isolated():
         {"model__replicas": 2},
     ):
         assert isolated_cpus(_config(**changes)) is None, changes
+    # A role's own vLLM pool is a second CPU engine: both would bind the same cores.
+    assert isolated_cpus({**_config(), "engines": {"large": {"engine": "vllm", "source": "other"}}}) is None
+    assert isolated_cpus({**_config(), "engines": {"judge": {"engine": "http", "base_url": "http://x"}}}) == CPUS

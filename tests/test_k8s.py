@@ -56,6 +56,9 @@ def _apply(doc: dict[str, Any], op: dict[str, Any]) -> None:
     *parents, last = [int(p) if p.isdigit() else p for p in op["path"].strip("/").split("/")]
     node = functools.reduce(lambda n, key: n[key], parents, doc)
     assert op["op"] in ("replace", "add"), op
+    if op["op"] == "add" and isinstance(node, list):  # JSON patch: "-" appends, an index inserts
+        node.insert(len(node) if last == "-" else last, copy.deepcopy(op["value"]))
+        return
     if op["op"] == "replace":
         node[last]  # noqa: B018 (replace needs the path to exist, as in kustomize)
     node[last] = copy.deepcopy(op["value"])
@@ -109,7 +112,10 @@ def test_the_example_secret_is_a_valid_core_object():
     kubernetes_validate.validate(secret, KUBERNETES_VERSION, strict=True)
 
 
-@pytest.mark.parametrize("name", ["rayjob", "overlays/qwen3-8b", "overlays/llama31-70b-tp4"])
+JOBS = ["rayjob", "overlays/qwen3-8b", "overlays/llama31-70b-tp4", "overlays/cascade-qwen3-8b-llama70b"]
+
+
+@pytest.mark.parametrize("name", JOBS)
 def test_rayjobs_run_one_job_and_clean_up(name):
     [job] = RENDERED[name]
     spec = job["spec"]
@@ -124,20 +130,29 @@ def test_rayjobs_run_one_job_and_clean_up(name):
     assert any(v["name"] == "model-cache" for v in worker["volumes"])
 
 
-@pytest.mark.parametrize("name", ["rayjob", "overlays/qwen3-8b", "overlays/llama31-70b-tp4"])
+@pytest.mark.parametrize("name", JOBS)
 def test_entrypoints_compose_against_conf_and_fit_their_gpus(name):
-    from rayjobs.pipeline import engine_gpus
+    """Every engine of the job (the generator's replicas, and each role's own pool) fits the worker groups: a
+    replica's placement group packs on one node, so it needs a group whose workers have its GPUs; the roles are
+    placed largest replica first, as the run starts pools before the generator."""
+    from rayjobs.resources import engine_gpus, pooled_models
 
     [job] = RENDERED[name]
     args = shlex.split(job["spec"]["entrypoint"])
     assert args[:3] == ["python", "-m", "rayjobs.generate"]
     config = make_config(args[3:])
     assert config["cluster"]["mode"] == "ray" and config["sink"]["uri"].startswith("s3://")
-    workers = job["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]
-    gpus_per_worker = int(workers["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"])
-    per_replica = engine_gpus(config["model"])
-    assert per_replica <= gpus_per_worker  # a replica's placement group packs on one node
-    assert config["model"]["replicas"] * per_replica <= workers["maxReplicas"] * gpus_per_worker
+    free = []  # GPUs left on each worker of every group
+    for group in job["spec"]["rayClusterSpec"]["workerGroupSpecs"]:
+        limits = group["template"]["spec"]["containers"][0]["resources"]["limits"]
+        free += [int(limits["nvidia.com/gpu"])] * group["maxReplicas"]
+    engines = [config["model"], *pooled_models(config).values()]
+    for model in sorted(engines, key=engine_gpus, reverse=True):
+        per_replica = engine_gpus(model)
+        for _ in range(model["replicas"]):
+            fitting = [i for i, gpus in enumerate(free) if gpus >= per_replica]
+            assert fitting, f"{name}: no worker left with {per_replica} GPUs for a replica of {model['name']}"
+            free[min(fitting, key=free.__getitem__)] -= per_replica  # the tightest worker that holds it
 
 
 def test_the_70b_overlay_asks_for_tensor_parallel_4():

@@ -154,3 +154,28 @@ def test_a_wrong_key_or_model_fails_before_any_seed_naming_the_variable_not_the_
     with pytest.raises(ValueError, match="no answer from http://127.0.0.1:.* is the server up"):
         run(dry_config("recipe=judge", *judge_overrides(server, "engines.judge.max_retries=0")))
     assert not (tmp_path / "out").exists()  # nothing was started
+
+
+def test_a_cascade_run_reports_deferral_accuracy_and_cost_against_all_large(ray_session, dry_config):
+    result = run(
+        dry_config(
+            "recipe=cascade",
+            "recipe.threshold=0.8",
+            "+model@engines.large=dry_run",
+            "engines.large.name=big",
+            "+engines.large.price_per_mtok={prompt:2,completion:8}",
+            "+model.price_per_mtok={prompt:0.1,completion:0.4}",
+        )
+    )
+    cascade, roles = result.summary["cascade"], result.summary["roles"]
+    kept = result.sink.read_kind("data").to_pylist()
+    deferred = sum(row["answered_by"] == "large" for row in kept)
+    assert cascade["items"] == len(kept) == result.summary["seeds_read"] and 0 < deferred < len(kept)
+    assert cascade["deferred"] == deferred == roles["large"]["calls"]
+    assert all((row["small_confidence"] < 0.8) == (row["answered_by"] == "large") for row in kept)
+    spent = roles["generator"]["cost_usd"] + roles["large"]["cost_usd"]  # each rounded to 1e-6 USD
+    assert cascade["cascade_cost_usd"] == pytest.approx(spent, abs=1e-6)
+    assert cascade["all_large_cost_usd"] == pytest.approx(roles["large"]["cost_usd"] / deferred * len(kept), abs=1e-5)
+    assert 0 <= cascade["accuracy"] <= 1  # the built-in set has reference answers
+    assert "items deferred" in (Path(result.sink.uri) / "report.html").read_text()
+    assert "items deferred" in (Path(result.sink.uri) / "README.md").read_text()

@@ -66,7 +66,10 @@ class EnginePool:
 
     async def _engine(self) -> Any:
         await self.start()
-        await self._ready
+        try:
+            await self._ready
+        except Exception as exc:  # the run stops with this message rather than one error row per seed
+            raise EngineUnavailable(f"pool engine {self.model['name']} failed to start: {exc}") from exc
         if self.engine is None:
             raise EngineUnavailable(f"pool engine {self.model['name']} has stopped")
         return self.engine
@@ -86,7 +89,8 @@ class EnginePool:
             engine.shutdown()
 
     def __del__(self) -> None:
-        self.stop()
+        if hasattr(self, "engine"):  # not on Ray's class wrapper, an instance that never ran __init__
+            self.stop()
 
 
 def _actor_id() -> str:

@@ -41,7 +41,7 @@ def main() -> None:
     # Imported here: vLLM's workers start by importing this script, and must not import what the run imports.
     from benchmarks.engine_overhead import cpu_model
     from generation.engines import build_engine
-    from generation.recipes import build_recipe
+    from generation.recipes import Sample, build_recipe
     from generation.roles import Engines
     from generation.seeds import builtin_seeds
     from rayjobs.engines import role_figures
@@ -68,12 +68,10 @@ def main() -> None:
             return await asyncio.gather(*(recipe.run(dict(s), engines, random.Random(i)) for i, s in enumerate(seeds)))
 
         samples = [s for per_seed in loop.run_until_complete(all_seeds()) for s in per_seed]
-        used: dict = {}
+        total = Sample()  # every sample's calls booked on one: per-role sums
         for sample in samples:
-            for role, figures in sample.usage.items():
-                for key, value in figures.items():
-                    used.setdefault(role, {}).setdefault(key, 0)
-                    used[role][key] += value
+            total.book(sample)
+        used = total.usage
         tallies: dict = {"answered_by": {}, "correct": {}}
         for sample in samples:
             for field in tallies:

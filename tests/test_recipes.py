@@ -10,7 +10,7 @@ import random
 import pytest
 
 from generation.engines import Completion, DryRunEngine
-from generation.recipes import RECIPES, build_recipe
+from generation.recipes import RECIPES, Sample, build_recipe
 from generation.seeds import builtin_seeds
 from rayjobs.rows import row_schema
 from tests.conftest import make_config
@@ -489,12 +489,10 @@ def test_cascade_defers_below_the_threshold_and_its_cost_adds_up_from_per_role_t
     assert samples[2].fields["large_confidence"] == pytest.approx(math.exp(-0.01), abs=1e-4)
     assert "large_confidence" not in samples[0].fields and len(large.calls) == 2
 
-    used: dict = {}
+    total = Sample()  # every sample's calls booked on one: per-role sums
     for sample in samples:
-        for role, figures in sample.usage.items():
-            for key, value in figures.items():
-                used.setdefault(role, {}).setdefault(key, 0)
-                used[role][key] += value
+        total.book(sample)
+    used = total.usage
     models = {
         "generator": {"name": "small", "engine": "dry_run", "price_per_mtok": {"prompt": 1.0, "completion": 2.0}},
         "large": {"name": "large", "engine": "http", "price_per_mtok": {"prompt": 10.0, "completion": 20.0}},

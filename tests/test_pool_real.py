@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
 from generation.seeds import builtin_seeds
@@ -34,7 +35,7 @@ def test_a_cascade_defers_to_a_smollm2_pool_beside_the_dry_run_generator(tmp_pat
         "rayjobs.generate",
         "model=dry_run",
         "recipe=cascade",
-        "recipe.threshold=0.8",  # the dry run's confidences spread around it
+        "recipe.threshold=0.8",  # the dry run's confidences lie around 0.78: most or all items are deferred
         "+model@engines.large=smollm2_cpu",
         "engines.large.sampling.max_tokens=16",
         f"source.limit={SEEDS}",
@@ -49,7 +50,10 @@ def test_a_cascade_defers_to_a_smollm2_pool_beside_the_dry_run_generator(tmp_pat
     record = json.loads((out / "run.json").read_text())
     roles, cascade = record["summary"]["roles"], record["summary"]["cascade"]
     assert roles["large"]["engine"] == "vllm" and roles["generator"]["engine"] == "dry_run"
-    assert counts["data"] == cascade["items"] == SEEDS and 0 < cascade["deferred"] < SEEDS
+    assert counts["data"] == cascade["items"] == SEEDS and cascade["deferred"] > 0
     assert roles["large"]["calls"] == cascade["deferred"] and roles["large"]["completion_tokens"] > 0
+    rows = pq.read_table(out / "data").to_pylist()
+    assert all((r["small_confidence"] < 0.8) == (r["answered_by"] == "large") for r in rows)
+    assert all(0 < r["large_confidence"] <= 1 for r in rows if r["answered_by"] == "large")  # SmolLM2's logprobs
     assert not _shared_memory() - before, "the pool's vLLM was killed, not stopped"
     assert "resource_tracker" not in result.stderr

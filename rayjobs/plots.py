@@ -109,3 +109,22 @@ def balance(counts: dict[str, dict[str, int]], top: int = 15) -> str | None:
             ax.set_title(column)
             ax.set_xlabel("kept rows")
         return _png(fig)
+
+
+def reliability(table: list[dict[str, Any]]) -> str | None:
+    """Accuracy against mean confidence per confidence bin (the gold-set reliability table), with the diagonal a
+    calibrated labeller would follow; marker area grows with the bin's rows."""
+    if not table:
+        return None
+    with _plt().rc_context(_STYLE):
+        fig, ax = _plt().subplots(figsize=(4.2, 3.6))
+        ax.plot([0, 1], [0, 1], color=GREY, linestyle="--", linewidth=1, label="calibrated")
+        xs, ys = [r["confidence"] for r in table], [r["accuracy"] for r in table]
+        ax.plot(xs, ys, color=BLUE, marker="o", linewidth=1.2, label="labels")
+        ax.scatter(xs, ys, s=[12 + 4 * r["count"] for r in table], color=BLUE, alpha=0.35)
+        ax.set_xlim(0, 1.02)
+        ax.set_ylim(0, 1.02)
+        ax.set_xlabel("confidence")
+        ax.set_ylabel("accuracy on gold")
+        ax.legend(loc="upper left", frameon=False)
+        return _png(fig)

@@ -21,6 +21,7 @@ from filtering.base import is_messages
 from rayjobs import plots, quality
 from rayjobs.card import render_card
 from rayjobs.engines import ROLE_COLUMNS, cascade_line, role_rows
+from rayjobs.evaluation import evaluation_line, student_line
 from rayjobs.sink import Sink
 from rayjobs.sources import iter_seeds
 
@@ -242,6 +243,46 @@ def _roles_section(summary: dict[str, Any]) -> str:
     return f"<h2 id=roles>Models by role</h2>{_table(list(ROLE_COLUMNS), role_rows(figures))}{note}"
 
 
+def _evaluation_section(figures: dict[str, Any] | None, anchor: str, title: str) -> str:
+    """Gold figures: the headline, the confusion matrix, the reliability curve, absent ids and disagreements."""
+    if not figures:
+        return ""
+    html_ = f"<h2 id={anchor}>{_e(title)} <span class=sub>({_e(figures.get('gold_file', ''))})</span></h2>"
+    html_ += f"<p>{_e(evaluation_line(figures))}; coverage in data/ {figures['coverage_data']:.1%}, in rejected/ "
+    html_ += f"{figures['coverage_rejected']:.1%}</p>"
+    confusion = figures.get("confusion")
+    if confusion:
+        head = ["gold \\ predicted", *confusion["labels"]]
+        rows = [[label, *counts] for label, counts in zip(confusion["labels"], confusion["matrix"], strict=True)]
+        html_ += f"<h3>Confusion matrix</h3>{_table(head, rows)}"
+    if figures.get("reliability"):
+        html_ += f"<h3>Reliability</h3>{_img(plots.reliability(figures['reliability']), 'reliability curve')}"
+    absent = figures.get("absent") or {}
+    if absent.get("count"):
+        html_ += f"<p>gold ids with no output row ({absent['count']:,}): {_e(', '.join(absent['first']))}</p>"
+    wrong = figures.get("disagreements") or {}
+    if wrong.get("count"):
+        rows = [[w["id"], w["gold"], w["predicted"], w["confidence"]] for w in wrong["first"]]
+        html_ += f"<h3>Disagreements ({wrong['count']:,}, first {len(rows)})</h3>"
+        html_ += _table(["id", "gold", "predicted", "confidence"], rows)
+    return html_
+
+
+def _student_section(student: dict[str, Any] | None) -> str:
+    """The distilled student: agreement with the LLM, label issues with examples, its own gold figures."""
+    if not student:
+        return ""
+    html_ = (
+        f"<h2 id=student>Student <span class=sub>({_e(student['model'])})</span></h2><p>{_e(student_line(student))}</p>"
+    )
+    issues = student.get("examples") or []
+    if issues:
+        rows = [[i["id"], i["text"][:160], i["label"], i["student_label"], i["label_quality"]] for i in issues]
+        html_ += _table(["id", "text", "LLM label", "student label", "label quality"], rows)
+    html_ += _evaluation_section(student.get("evaluation"), "student-evaluation", "Student against gold")
+    return html_
+
+
 def render_report(
     record: dict[str, Any], figures: dict[str, Any], samples: dict[str, pa.Table | None], reasons: dict[str, dict]
 ) -> str:
@@ -257,6 +298,8 @@ def render_report(
 {_funnel_section(summary, reasons.get("rejected", {}), reasons.get("errors", {}))}
 {_source_section(record)}
 {_roles_section(summary)}
+{_evaluation_section(record.get("evaluation"), "evaluation", "Against gold")}
+{_student_section(record.get("student"))}
 <h2 id=throughput>Throughput</h2>{_img(throughput, "throughput over time")}
 {_quality_section(figures, summary.get("balance") or {})}
 {_browser(samples, text_fields, [f["step"] for f in summary.get("filters") or []])}

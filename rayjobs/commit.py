@@ -97,6 +97,10 @@ def fingerprint(config: dict[str, Any]) -> dict[str, Any]:
     for role, model in sorted((config.get("engines") or {}).items()):
         for key in _ROLE_FINGERPRINT_KEYS:
             found[f"engines.{role}.{key}"] = (model or {}).get(key)
+    student = config.get("student") or {}
+    if student.get("kind", "none") != "none":  # a student's columns are part of the rows (absent: as before)
+        for key in sorted(student):
+            found[f"student.{key}"] = student[key]
     if config.get("src"):  # a derived run (rayjobs/postpass.py): the run it read is part of what it is
         for key in ("uri", "fingerprint", "postpass"):
             found[f"src.{key}"] = config["src"].get(key)

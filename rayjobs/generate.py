@@ -12,6 +12,7 @@ import hydra
 import psutil
 from omegaconf import DictConfig, OmegaConf
 
+from rayjobs.distill import generate_and_distill
 from rayjobs.pipeline import EngineFailed, format_summary, run
 from rayjobs.redact import scrub
 
@@ -24,7 +25,8 @@ def _main(cfg: DictConfig) -> None:
     config = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     try:
         # Timed from the command's start (interpreter and imports included): what "start-up" means to a user.
-        result = run(config, started=psutil.Process().create_time())
+        with_student = (config.get("student") or {}).get("kind", "none") != "none"
+        result = (generate_and_distill if with_student else run)(config, started=psutil.Process().create_time())
     except (ValueError, FileNotFoundError, FileExistsError) as exc:
         # Bad input or config: one clear line (secrets scrubbed), no traceback, non-zero exit.
         print(f"synthray: error: {scrub(str(exc))}", file=sys.stderr)

@@ -130,7 +130,17 @@ def plan_items(source: SourceRun, covered: set[str], block_rows: int = BLOCK_ROW
 def source_summary(source: SourceRun) -> dict[str, Any]:
     """What the derived run's report and run.json say of the run it read."""
     summary = source.record.get("summary", {})
-    keys = ("seeds_read", "generated", "kept", "rejected", "errors", "rejected_by", "errors_by_stage", "filters")
+    keys = (
+        "seeds_read",
+        "generated",
+        "kept",
+        "rejected",
+        "errors",
+        "rejected_by",
+        "errors_by_stage",
+        "filters",
+        "wall_s",
+    )
     return {
         "uri": source.sink.uri,
         "name": source.record.get("run", {}).get("name"),

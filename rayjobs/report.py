@@ -268,6 +268,17 @@ def _evaluation_section(figures: dict[str, Any] | None, anchor: str, title: str)
     return html_
 
 
+def _student_vs_llm(compared: dict[str, Any] | None) -> str:
+    """A run labelled by a student: its time beside what the LLM took for as many rows."""
+    if not compared:
+        return ""
+    return (
+        f"<h2 id=student-vs-llm>Student against the LLM</h2><p>{compared['rows']:,} rows labelled by the student in "
+        f"{compared['student_s']:.1f} s; the LLM took {compared['llm_s']:.1f} s for as many rows in "
+        f"<code>{_e(compared['llm_run'])}</code> ({compared['speedup']}× faster)</p>"
+    )
+
+
 def _student_section(student: dict[str, Any] | None) -> str:
     """The distilled student: agreement with the LLM, label issues with examples, its own gold figures."""
     if not student:
@@ -300,6 +311,7 @@ def render_report(
 {_roles_section(summary)}
 {_evaluation_section(record.get("evaluation"), "evaluation", "Against gold")}
 {_student_section(record.get("student"))}
+{_student_vs_llm(summary.get("student_vs_llm"))}
 <h2 id=throughput>Throughput</h2>{_img(throughput, "throughput over time")}
 {_quality_section(figures, summary.get("balance") or {})}
 {_browser(samples, text_fields, [f["step"] for f in summary.get("filters") or []])}

@@ -35,10 +35,11 @@ def write_jsonl(path: Path, rows: list[dict[str, Any] | str]) -> Path:
     return path
 
 
-def make_config(overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
-    """The resolved config the CLI would build from ``overrides``."""
+def make_config(overrides: list[str] | tuple[str, ...] = (), config_name: str = "config") -> dict[str, Any]:
+    """The resolved config the CLI would build from ``overrides`` (``config_name``: another entry point's, e.g. the
+    refilter's)."""
     with initialize_config_dir(config_dir=CONF, version_base="1.3"):
-        cfg = compose(config_name="config", overrides=list(overrides))
+        cfg = compose(config_name=config_name, overrides=list(overrides))
     return OmegaConf.to_container(cfg, resolve=True)
 
 

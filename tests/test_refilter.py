@@ -7,19 +7,15 @@ import json
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
 
 from rayjobs import refilter
 from rayjobs.pipeline import run
-from tests.conftest import CONF
+from tests.conftest import make_config
 from tests.invariant import assert_invariant
 
 
 def refilter_config(*overrides: str) -> dict:
-    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
-        cfg = compose(config_name="refilter", overrides=["cluster.progress_bars=false", *overrides])
-    return OmegaConf.to_container(cfg, resolve=True)
+    return make_config(["cluster.progress_bars=false", *overrides], config_name="refilter")
 
 
 def files(root: Path) -> dict[str, bytes]:
@@ -28,7 +24,7 @@ def files(root: Path) -> dict[str, bytes]:
 
 @pytest.fixture(scope="module")
 def source_run(ray_session, tmp_path_factory):
-    from tests.conftest import make_config, write_jsonl
+    from tests.conftest import write_jsonl
 
     root = tmp_path_factory.mktemp("source")
     long = "The harbor master counts the boats that leave at dawn and writes each name in the ledger"
@@ -125,8 +121,6 @@ def test_the_source_runs_identity_is_part_of_the_derived_runs_fingerprint():
 
 
 def test_a_source_whose_filters_rewrote_text_is_noted(ray_session, tmp_path, caplog):
-    from tests.conftest import make_config
-
     pii_run = run(
         make_config(["model=dry_run", f"sink.uri={tmp_path / 'pii'}", "cluster.progress_bars=false", "+filters.pii={}"])
     )

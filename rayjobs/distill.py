@@ -16,23 +16,20 @@ import io
 import json
 import logging
 import posixpath
-import sys
 import time
 from collections.abc import Mapping
 from typing import Any
 
-import hydra
-import psutil
 import pyarrow as pa
 import pyarrow.compute as pc
 import ray
-from omegaconf import DictConfig, OmegaConf
 from ray.data import ActorPoolStrategy
 
 from annotation import student as students
 from generation.recipes import build_recipe
 from generation.state import RunStateActor
 from rayjobs.artifacts import ArtifactStore
+from rayjobs.cli import entry_point
 from rayjobs.commit import SUCCESS, Heartbeat, attempts, open_run, reconcile
 from rayjobs.evaluation import enabled as evaluation_enabled
 from rayjobs.evaluation import evaluate_run, read_gold
@@ -41,14 +38,12 @@ from rayjobs.pipeline import (
     committed_rows,
     filter_and_write,
     finalize,
-    format_summary,
     init_ray,
     load_artifacts,
     save_artifact,
     storage_options,
 )
 from rayjobs.postpass import BLOCK_ROWS, SourceRows, SourceRun, open_source, plan_items, source_summary
-from rayjobs.redact import scrub
 from rayjobs.resources import check_workers
 from rayjobs.rows import row_schema
 from rayjobs.sink import Sink
@@ -330,20 +325,7 @@ def build_dataset(
     return filter_and_write(ds, config, recipe, {}, list(recipe.text_fields), {}, state)
 
 
-@hydra.main(config_path="../conf", config_name="distill", version_base="1.3")
-def _main(cfg: DictConfig) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    config = OmegaConf.to_container(cfg, resolve=True)
-    try:
-        result = run(config, started=psutil.Process().create_time())
-    except (ValueError, FileNotFoundError, FileExistsError) as exc:
-        print(f"synthray: error: {scrub(str(exc))}", file=sys.stderr)
-        sys.exit(2)
-    print(format_summary(result))
-
-
-def main() -> None:
-    _main()
+main = entry_point("distill", run)
 
 
 if __name__ == "__main__":

@@ -9,15 +9,11 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import sys
 import time
 from typing import Any, ClassVar
 
-import hydra
-import psutil
 import pyarrow as pa
 import ray
-from omegaconf import DictConfig, OmegaConf
 from ray.data import ActorPoolStrategy
 
 from annotation import student as students
@@ -25,20 +21,19 @@ from generation.actor import sample_id
 from generation.seeds import parse_seed
 from generation.state import RunStateActor
 from rayjobs.artifacts import ArtifactStore
+from rayjobs.cli import entry_point
 from rayjobs.commit import SUCCESS, Heartbeat, attempts, open_run, reconcile
 from rayjobs.distill import META_FILE, MODEL_FILE, STUDENT
 from rayjobs.pipeline import (
     RunResult,
     filter_and_write,
     finalize,
-    format_summary,
     init_ray,
     load_artifacts,
     save_artifact,
     source_section,
     storage_options,
 )
-from rayjobs.redact import scrub
 from rayjobs.resources import check_workers
 from rayjobs.rows import row_schema
 from rayjobs.sink import Sink
@@ -190,20 +185,7 @@ def run(config: dict[str, Any], started: float | None = None) -> RunResult:
     return RunResult(sink, summary)
 
 
-@hydra.main(config_path="../conf", config_name="label", version_base="1.3")
-def _main(cfg: DictConfig) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    config = OmegaConf.to_container(cfg, resolve=True)
-    try:
-        result = run(config, started=psutil.Process().create_time())
-    except (ValueError, FileNotFoundError, FileExistsError) as exc:
-        print(f"synthray: error: {scrub(str(exc))}", file=sys.stderr)
-        sys.exit(2)
-    print(format_summary(result))
-
-
-def main() -> None:
-    _main()
+main = entry_point("label", run)
 
 
 if __name__ == "__main__":

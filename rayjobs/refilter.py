@@ -10,14 +10,10 @@ from __future__ import annotations
 
 import functools
 import logging
-import sys
 import time
 from typing import Any
 
-import hydra
-import psutil
 import ray
-from omegaconf import DictConfig, OmegaConf
 from ray.data import ActorPoolStrategy
 
 from filtering.stage import (
@@ -31,20 +27,19 @@ from filtering.stage import (
 )
 from generation.recipes import Recipe, build_recipe
 from generation.state import RunStateActor
+from rayjobs.cli import entry_point
 from rayjobs.commit import Heartbeat, attempts, open_run, reconcile
 from rayjobs.pipeline import (
     RunResult,
     committed_rows,
     filter_and_write,
     finalize,
-    format_summary,
     init_ray,
     load_artifacts,
     save_artifact,
     storage_options,
 )
 from rayjobs.postpass import BLOCK_ROWS, SourceRows, SourceRun, open_source, plan_items, source_summary
-from rayjobs.redact import scrub
 from rayjobs.resources import check_workers
 from rayjobs.rows import row_schema
 from rayjobs.sink import Sink
@@ -177,20 +172,7 @@ def build_dataset(
     return filter_and_write(ds, config, recipe, steps, text_fields, shards, state, 1 if stateful else None)
 
 
-@hydra.main(config_path="../conf", config_name="refilter", version_base="1.3")
-def _main(cfg: DictConfig) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    config = OmegaConf.to_container(cfg, resolve=True)
-    try:
-        result = run(config, started=psutil.Process().create_time())  # timed from the command's start
-    except (ValueError, FileNotFoundError, FileExistsError) as exc:
-        print(f"synthray: error: {scrub(str(exc))}", file=sys.stderr)
-        sys.exit(2)
-    print(format_summary(result))
-
-
-def main() -> None:
-    _main()
+main = entry_point("refilter", run)
 
 
 if __name__ == "__main__":

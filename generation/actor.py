@@ -49,6 +49,7 @@ class GenerateActor:
     roles: role → model config of the run's other roles (``engines.<role>``).
     budgets: model key → the run-wide ``RequestBudget`` actor of an HTTP engine.
     pools: model key → the replicas of the engine pool serving that model (rayjobs/resources.py).
+    cache: the completion cache (rayjobs/cache.py): ``store``, role → engine ``identities``, ``refresh``; None: off.
     secrets: environment variable → value of the API keys the roles name, from the driver's environment (a worker
         started elsewhere would not have them).
     """
@@ -68,6 +69,7 @@ class GenerateActor:
         budgets: dict[str, Any] | None = None,
         pools: dict[str, list[Any]] | None = None,
         secrets: dict[str, str] | None = None,
+        cache: dict[str, Any] | None = None,
     ) -> None:
         started = time.perf_counter()
         if cpus:
@@ -102,6 +104,7 @@ class GenerateActor:
         )
         self.model_name = model["name"]
         self.run_name, self.run_seed, self.schema = run_name, run_seed, schema
+        self.cache = cache
 
     def __del__(self) -> None:
         # Outside Ray, or on an actor that never got a batch: the engine stops when the actor is dropped.
@@ -141,6 +144,8 @@ class GenerateActor:
 
         seeds = batch.to_pylist()
         per_seed = await asyncio.gather(*(timed(row) for row in seeds))
+        if self.cache is not None:  # this batch's new completions, as one pack, before its rows are committed
+            await asyncio.to_thread(self.cache["store"].flush)
         if self.state is not None and batch.num_rows:
             self.state.accumulate.remote(GENERATED_TOKENS, tokens)  # fire and forget
             self.state.accumulate.remote(GENERATED_SAMPLES, samples)
@@ -214,7 +219,7 @@ class GenerateActor:
             ]
         rng = random.Random(f"{self.run_seed}\x00{seed_id}")
         try:
-            samples = await self.recipe.run(seed, self.engine, rng)
+            samples = await self.recipe.run(seed, self._engines_for(seed_id), rng)
         except EngineUnavailable:
             raise  # the task fails and Ray Data retries the batch; the seeds did nothing wrong
         except Exception as exc:  # a recipe bug on one seed must not lose the other seeds of the batch
@@ -225,6 +230,13 @@ class GenerateActor:
             self.state.put_once.remote(FIRST_SAMPLE_AT, time.time())
             self.first_reported = True
         return [self._sample_row(seed_id, i, s, seed_json) for i, s in enumerate(samples)]
+
+    def _engines_for(self, seed_id: str) -> Any:
+        """The engines as this seed's recipe sees them: through the completion cache when the run has one."""
+        if self.cache is None:
+            return self.engine
+        scope = f"{self.run_seed}\x00{seed_id}"
+        return self.engine.cached(self.cache["store"], self.cache["identities"], scope, self.cache["refresh"])
 
     def _sample_row(self, seed_id: str, index: int, sample: Sample, seed_json: str) -> dict[str, Any]:
         tokens = {

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from generation.engines import Completion, EngineClient, Messages, build_engine
+from generation.engines.cache import CachingClient
 from generation.engines.pool import PoolClient
 
 GENERATOR = "generator"
@@ -90,6 +91,17 @@ class Engines(RoleClient):
     def configured(self, name: str) -> bool:
         """Whether the run gives role ``name`` an engine of its own config (recipes pick fallbacks with it)."""
         return name in self._clients
+
+    def cached(self, store: Any, identities: Mapping[str, str], seed_scope: str, refresh: bool = False) -> Engines:
+        """These engines as one seed sees them through the completion cache (generation/engines/cache.py): roles
+        sharing an engine share its cache view, so identical requests of two roles count as two occurrences."""
+        views: dict[int, CachingClient] = {}
+        clients = {}
+        for role, engine in self._clients.items():
+            if id(engine) not in views:
+                views[id(engine)] = CachingClient(engine, store, identities[role], seed_scope, refresh)
+            clients[role] = views[id(engine)]
+        return Engines(clients)
 
     def shutdown(self) -> None:
         for engine in {id(e): e for e in self._clients.values()}.values():

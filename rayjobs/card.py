@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from rayjobs.cache import cache_line
 from rayjobs.engines import ROLE_COLUMNS, cascade_line, role_rows
 from rayjobs.evaluation import evaluation_line, student_line
 
@@ -91,6 +92,7 @@ def _roles(summary: dict[str, Any]) -> str:
     rows = "".join("| " + " | ".join(str(c) for c in row) + " |\n" for row in role_rows(figures))
     head = "| " + " | ".join(ROLE_COLUMNS) + " |\n|" + "---|" * len(ROLE_COLUMNS) + "\n"
     cascade = f"\n{cascade_line(summary['cascade'])}\n" if summary.get("cascade") else ""
+    cascade += f"\n{cache_line(summary['cache'])}.\n" if summary.get("cache") else ""
     return f"\n## Models by role\n\n{head}{rows}{cascade}"
 
 

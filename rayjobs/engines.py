@@ -114,6 +114,9 @@ def role_figures(models: Mapping[str, dict[str, Any]], used: Mapping[str, Mappin
         counts = used.get(role, {})
         for key in ("calls", "prompt_tokens", "completion_tokens", "errors", "retries"):
             row[key] = int(counts.get(key, 0))
+        for key in ("cache_hits", "cached_prompt_tokens", "cached_completion_tokens"):
+            if counts.get(key):
+                row[key] = int(counts[key])
         row["seconds"] = round(float(counts.get("seconds", 0.0)), 3)
         price = model.get("price_per_mtok") or {}
         if price:
@@ -122,6 +125,9 @@ def role_figures(models: Mapping[str, dict[str, Any]], used: Mapping[str, Mappin
                 / 1e6,
                 6,
             )
+            cached = row.get("cached_prompt_tokens", 0) * price.get("prompt", 0)
+            cached += row.get("cached_completion_tokens", 0) * price.get("completion", 0)
+            row["cost_saved_usd"] = round(cached / 1e6, 6)
         figures[role] = row
     return figures
 

@@ -11,9 +11,12 @@ from typing import Any
 from rayjobs.cli import entry_point
 from rayjobs.distill import generate_and_distill
 from rayjobs.pipeline import RunResult, run
+from rayjobs.preview import run_preview
 
 
 def generate(config: dict[str, Any], started: float | None = None) -> RunResult:
+    if int(config["run"].get("preview") or 0):
+        return run_preview(config, started=started)
     with_student = (config.get("student") or {}).get("kind", "none") != "none"
     return (generate_and_distill if with_student else run)(config, started=started)
 

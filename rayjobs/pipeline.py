@@ -47,6 +47,7 @@ from generation.state import (
     SharedState,
 )
 from rayjobs.artifacts import ArtifactStore
+from rayjobs.cache import PackStore, cache_figures, cache_settings, engine_identity
 from rayjobs.commit import ARTIFACTS, SUCCESS, Commit, Heartbeat, attempts, open_run, reconcile
 from rayjobs.cores import EngineCores
 from rayjobs.engines import check_roles, check_servers, role_figures, secrets, start_budgets
@@ -143,6 +144,7 @@ def build_dataset(
     corpus: list[dict[str, Any]] | None = None,
     roles: dict[str, dict[str, Any]] | None = None,
     pools: dict[str, list[Any]] | None = None,
+    cache: dict[str, Any] | None = None,
 ) -> ray.data.Dataset:
     model, cluster, run = config["model"], config["cluster"], config["run"]
     # A block is never split (Ray Data splits blocks over 128 MiB by default): every row of a seed reaches the same
@@ -183,6 +185,7 @@ def build_dataset(
             budgets=start_budgets(roles),
             pools=pools,
             secrets=secrets(roles),
+            cache=cache,
         ),
         # Each block is one batch and every queued batch runs at once on the actor's event loop: the seeds in
         # flight per engine are batch_size × max_tasks_in_flight.
@@ -270,7 +273,16 @@ def run(config: dict[str, Any], started: float | None = None) -> RunResult:
     block_rows = int(model.get("batch_size", 32))
     # Recipes with a run-wide phase over the corpus (a taxonomy, an in-context pool) get a sample drawn in this scan.
     sample_size = corpus_sample_size(run_cfg) if hasattr(recipe, "bind_corpus") else 0
-    plan = plan_seeds(config["source"], block_rows, sample_size=sample_size, sample_seed=int(run_cfg["seed"]))
+    # A preview (rayjobs/preview.py) draws its corpus sample from the whole source, as the full run will: its prompts
+    # are then the full run's for the same seeds.
+    corpus_source = run_cfg.get("corpus_source")
+    plan = plan_seeds(
+        config["source"], block_rows, sample_size=0 if corpus_source else sample_size, sample_seed=int(run_cfg["seed"])
+    )
+    if corpus_source and sample_size:
+        plan.sample = plan_seeds(
+            corpus_source, block_rows, sample_size=sample_size, sample_seed=int(run_cfg["seed"])
+        ).sample
     seeds_read = plan.seeds
     if seeds_read == 0:
         raise ValueError(
@@ -280,6 +292,7 @@ def run(config: dict[str, Any], started: float | None = None) -> RunResult:
     if evaluation_enabled(config):  # a gold file that cannot be read fails now, not after the generation
         read_gold(config["eval"]["gold"], storage_options(config["eval"]["gold"]))
     check_servers(roles)  # an HTTP role's server answers, with this key, for this model
+    caching = cache_settings(config)
     committed = open_run(sink, config, bool(run_cfg.get("overwrite", False)))
     corpus = keep_corpus_sample(sink, plan.sample) if sample_size else None
     if corpus is not None:
@@ -318,7 +331,12 @@ def run(config: dict[str, Any], started: float | None = None) -> RunResult:
             pools = start_pools(
                 {r: with_weights_options(m) for r, m in pooled_models(config).items()}, int(run_cfg["seed"]), state
             )
-            dataset = build_dataset(config, plan, recipe, schema, shards, state, cpus, corpus, roles, pools)
+            cache = None
+            if caching is not None:
+                store = PackStore(caching["uri"], storage_options(caching))
+                identities = {role: engine_identity(with_weights_options(m)) for role, m in roles.items()}
+                cache = {"store": store, "identities": identities, "refresh": caching["mode"] == "refresh"}
+            dataset = build_dataset(config, plan, recipe, schema, shards, state, cpus, corpus, roles, pools, cache)
             try:
                 with cores or contextlib.nullcontext(), engine_failures():
                     for manifest in dataset.iter_batches(batch_format="pyarrow", batch_size=None):
@@ -336,6 +354,13 @@ def run(config: dict[str, Any], started: float | None = None) -> RunResult:
         summary["filter_counters"] = state_values.get(FILTER_COUNTERS, {})
         summary["generation"] = generation_curve(state_values, started)
         summary["roles"] = role_figures(roles, stats.roles)
+        if caching is not None:
+            summary["cache"] = cache_figures(summary["roles"])
+            evicted = PackStore(caching["uri"], storage_options(caching)).evict(int(caching.get("max_bytes") or 0))
+            if evicted:
+                log.info(
+                    "completion cache: %d oldest packs evicted (cache.max_bytes %s)", evicted, caching["max_bytes"]
+                )
         summary.update(recipe_figures(recipe, summary["tallies"], summary["roles"]))
         if cores is not None and cores.engine:
             summary["cpu_isolation"] = {"engine": sorted(cores.engine), "others": sorted(cores.others)}

@@ -19,6 +19,7 @@ import pyarrow as pa
 
 from filtering.base import is_messages
 from rayjobs import plots, quality
+from rayjobs.cache import cache_line
 from rayjobs.card import render_card
 from rayjobs.engines import ROLE_COLUMNS, cascade_line, role_rows
 from rayjobs.evaluation import evaluation_line, student_line
@@ -238,6 +239,8 @@ def _roles_section(summary: dict[str, Any]) -> str:
     note = f"<p>position-consistent pairs: {rate:.1%}</p>" if rate is not None else ""
     if summary.get("target_failure_rate") is not None:
         note += f"<p>instructions the target failed: {summary['target_failure_rate']:.1%}</p>"
+    if summary.get("cache"):
+        note += f"<p id=cache>{cache_line(summary['cache'])}</p>"
     if summary.get("cascade"):
         note += f"<p id=cascade>{cascade_line(summary['cascade'])}</p>"
     return f"<h2 id=roles>Models by role</h2>{_table(list(ROLE_COLUMNS), role_rows(figures))}{note}"

@@ -12,6 +12,9 @@ import ray
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+# Runs in tests do not share completions through the user's cache: a test that wants the cache turns it on.
+os.environ.setdefault("SYNTHRAY_CACHE_MODE", "off")
+
 REPO = Path(__file__).resolve().parents[1]
 CONF = str(REPO / "conf")
 # Columns every self_instruct output row carries (the DESIGN.md row schema plus the recipe's own fields).

@@ -119,3 +119,24 @@ def test_refilter_from_s3_to_s3(ray_session, s3_endpoint, dry_config):
     assert record["source_run"][
         "uri"
     ] == "s3://synthray-refilter/runs/src" and "synthray-test-secret" not in json.dumps(record)
+
+
+def test_the_completion_cache_on_s3_serves_a_second_run(ray_session, s3_endpoint, dry_config, tmp_path):
+    fs = s3fs.S3FileSystem(endpoint_url=s3_endpoint, skip_instance_cache=True)
+    fs.mkdir("synthray-cache")
+
+    def cached_run(name: str) -> dict:
+        config = dry_config(
+            "cache.mode=use", "cache.uri=s3://synthray-cache/completions", "recipe.machine_examples=0",
+            "source.limit=6", f"run.name={name}",
+        )  # fmt: skip
+        return run({**config, "sink": {**config["sink"], "uri": str(tmp_path / name)}}).summary
+
+    first, second = cached_run("first"), cached_run("second")
+    assert first["cache"]["hits"] == 0 and first["cache"]["misses"] > 0
+    assert second["cache"] == {
+        "hits": first["cache"]["misses"],
+        "misses": 0,
+        "tokens_saved": second["cache"]["tokens_saved"],
+    }
+    assert second["cache"]["tokens_saved"] > 0 and fs.glob("synthray-cache/completions/index/*.json")

@@ -51,6 +51,7 @@ class Completion:
     # engine has none). From ``score``: choice → probability, normalised over the choices.
     logprobs: list[list[float]] | None = None
     scores: dict[str, float] | None = None
+    cached: bool = False  # replayed from the completion cache: no engine was asked
 
     @property
     def ok(self) -> bool:

@@ -63,7 +63,18 @@ def role(engine: EngineClient, *names: str) -> EngineClient:
     return find(next((n for n in names if configured(engine, n)), names[-1]))
 
 
-USAGE_KEYS = ("calls", "prompt_tokens", "completion_tokens", "errors", "retries", "seconds")
+USAGE_KEYS = (
+    "calls",
+    "prompt_tokens",
+    "completion_tokens",
+    "errors",
+    "retries",
+    "seconds",
+    # Of those calls, the ones the completion cache answered, and their tokens (what the run did not pay for).
+    "cache_hits",
+    "cached_prompt_tokens",
+    "cached_completion_tokens",
+)
 
 
 class StepFailed(Exception):
@@ -103,6 +114,9 @@ class Sample:
             ("errors", int(not completion.ok)),
             ("retries", completion.retries),
             ("seconds", completion.seconds),
+            ("cache_hits", int(completion.cached)),
+            ("cached_prompt_tokens", completion.prompt_tokens if completion.cached else 0),
+            ("cached_completion_tokens", completion.completion_tokens if completion.cached else 0),
         ):
             booked[key] += value
         return completion

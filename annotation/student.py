@@ -81,7 +81,8 @@ def distill(
         fit = {} if sample_weight is None else {"logreg__sample_weight": sample_weight[train]}
         model.fit(texts_array[train], y[train], **fit)
         oof[np.ix_(held, model.classes_)] = model.predict_proba(texts_array[held])  # a class a fold lacks stays 0
-    issues = find_label_issues(labels=y, pred_probs=oof)
+    # One process: cleanlab's default forks a pool, which hangs or fails in a process holding Ray's threads.
+    issues = find_label_issues(labels=y, pred_probs=oof, n_jobs=1)
     quality = get_label_quality_scores(labels=y, pred_probs=oof)
     final = build(**options)
     final.fit(texts_array, y, **({} if sample_weight is None else {"logreg__sample_weight": sample_weight}))

@@ -47,7 +47,7 @@ from generation.state import (
     SharedState,
 )
 from rayjobs.artifacts import ArtifactStore
-from rayjobs.cache import PackStore, cache_figures, cache_settings, engine_identity
+from rayjobs.cache import PackStore, cache_figures, cache_line, cache_settings, engine_identity
 from rayjobs.commit import ARTIFACTS, SUCCESS, Commit, Heartbeat, attempts, open_run, reconcile
 from rayjobs.cores import EngineCores
 from rayjobs.engines import check_roles, check_servers, role_figures, secrets, start_budgets
@@ -540,6 +540,7 @@ def format_summary(result: RunResult) -> str:
             f"  rejected {s['rejected']:,} ({drops}); errors {s['errors']:,} ({errors})",
             f"  tokens: prompt {s['prompt_tokens']:,}, completion {s['completion_tokens']:,} "
             f"({s['completion_tokens_per_s']:.1f} completion tok/s over the whole run)",
+            *([f"  {cache_line(s['cache'])}"] if s.get("cache") else []),
             f"  output: {result.sink.uri}   report: {result.sink.uri}/report.html",
         ]
     )

@@ -58,6 +58,7 @@ class PackStore:
     def __init__(self, uri: str, storage_options: Mapping[str, Any] | None = None) -> None:
         self.uri, self.storage_options = uri.rstrip("/"), dict(storage_options or {})
         self._fs: Any = None
+        self._root = ""
         self._index: dict[str, str] | None = None  # key → pack id
         self._packs: dict[str, dict[str, dict] | None] = {}  # pack id → entries (None: unreadable or corrupt)
         self._new: dict[str, dict] = {}
@@ -68,15 +69,18 @@ class PackStore:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(state["uri"], state["storage_options"])
 
+    def _opened(self) -> tuple[Any, str]:
+        """(filesystem, root path), opened where the store is used (an engine actor), not where it was made."""
+        if self._fs is None:
+            self._fs, self._root = fsspec.core.url_to_fs(self.uri, **self.storage_options)
+        return self._fs, self._root
+
     @property
     def fs(self) -> Any:
-        if self._fs is None:
-            self._fs = fsspec.core.url_to_fs(self.uri, **self.storage_options)[0]
-        return self._fs
+        return self._opened()[0]
 
     def _path(self, *parts: str) -> str:
-        root = fsspec.core.url_to_fs(self.uri, **self.storage_options)[1]
-        return "/".join([root, *parts])
+        return "/".join([self._opened()[1], *parts])
 
     def indexes(self) -> list[dict[str, Any]]:
         """Every pack's index, oldest first."""

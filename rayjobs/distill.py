@@ -152,9 +152,11 @@ def train(sink: Sink, source: SourceRun, config: dict[str, Any], text_fields: li
         return {PREDICTIONS_FILE: buffer.getvalue()}
 
     store.read_or_build(PREDICTIONS, fit)
-    if store.read(STUDENT) is None:  # the predictions survived a crash but the model did not: train again
+    model = store.read(STUDENT)
+    if model is None:  # the predictions survived a crash but the model did not: train again
         store.write(PREDICTIONS, fit())
-    meta = json.loads(store.read(STUDENT)[META_FILE])
+        model = store.read(STUDENT)
+    meta = json.loads(model[META_FILE])
     predictions = read_predictions(store)
     return figures(meta, rows, predictions, text, label, int(section.get("examples", 10)))
 
@@ -219,8 +221,11 @@ def run(config: dict[str, Any], started: float | None = None) -> RunResult:
     text_fields = list(source.record["run"].get("text_fields") or recipe.text_fields)
     schema = row_schema({**recipe.columns, **COLUMNS})
     check_workers(derived["cluster"])
-    if evaluation_enabled(derived):
+    gold = (
         read_gold(derived["eval"]["gold"], storage_options(derived["eval"]["gold"]))
+        if evaluation_enabled(derived)
+        else None
+    )
     sink = Sink(derived["sink"]["uri"], storage_options(derived["sink"]), float(derived["sink"].get("retry_s", 120)))
     if sink.uri.rstrip("/") == source.sink.uri.rstrip("/"):
         raise ValueError(f"sink.uri {sink.uri} is the source run itself: a post-pass writes a new run elsewhere")
@@ -256,10 +261,10 @@ def run(config: dict[str, Any], started: float | None = None) -> RunResult:
         if missing:
             raise RuntimeError(f"{missing} of the source's {seeds} seeds have no row; rerun the same command")
         extra: dict[str, Any] = {"source_run": source_summary(source), "postpass": "distill", "student": student}
-        if evaluation_enabled(derived):
-            options = storage_options(derived["eval"]["gold"])
-            extra["evaluation"] = evaluate_run(sink, commits, derived, options)
-            student["evaluation"] = evaluate_run(sink, commits, derived, options, prediction_field="student_label")
+        if gold is not None:
+            llm = derived["eval"].get("prediction_field") or "label"
+            fields = [(llm, "confidence"), ("student_label", "confidence")]
+            extra["evaluation"], student["evaluation"] = evaluate_run(sink, commits, derived, gold, fields)
         finalize(sink, derived, summary, recipe, artifacts={}, extra=extra)
     return RunResult(sink, summary)
 

@@ -5,7 +5,7 @@ the committed data/ and rejected/ rows' predictions compared with it (annotation
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from annotation.gold import BUILTIN, builtin_gold, evaluate, gold_labels
@@ -47,52 +47,44 @@ def read_gold(section: Mapping[str, Any], storage_options: Mapping[str, Any]) ->
         raise FileNotFoundError(f"eval.gold.uri: {str(exc).removeprefix('source.uri ')}") from None
 
 
-def predictions(
-    sink: Sink, commits: list[Commit], prediction_field: str, confidence_field: str = "confidence"
-) -> Iterator[dict[str, Any]]:
-    """seed_id, prediction, confidence and kind of each committed data/ and rejected/ row, oldest commit first."""
-    for commit in commits:
-        for shard in commit.shards:
-            if shard["kind"] not in PREDICTED:
-                continue
-            table = sink.read_table(shard["path"])
-            if prediction_field not in table.column_names:
-                raise ValueError(
-                    f"eval.prediction_field {prediction_field!r} is not a column of the output; columns: "
-                    f"{sorted(table.column_names)}"
-                )
-            confidence = table[confidence_field].to_pylist() if confidence_field in table.column_names else None
-            for i, (seed_id, value) in enumerate(
-                zip(table["seed_id"].to_pylist(), table[prediction_field].to_pylist(), strict=True)
-            ):
-                yield {
-                    "seed_id": seed_id,
-                    "prediction": value,
-                    "confidence": confidence[i] if confidence else None,
-                    "kind": shard["kind"],
-                }
+def predictions(table: Any, kind: str, prediction_field: str, confidence_field: str) -> Iterator[dict[str, Any]]:
+    """seed_id, prediction, confidence and kind of each row of a committed data/ or rejected/ shard."""
+    if prediction_field not in table.column_names:
+        raise ValueError(
+            f"eval.prediction_field {prediction_field!r} is not a column of the output; columns: "
+            f"{sorted(table.column_names)}"
+        )
+    seeds, values = table["seed_id"].to_pylist(), table[prediction_field].to_pylist()
+    confidences = table[confidence_field].to_pylist() if confidence_field in table.column_names else [None] * len(seeds)
+    for seed_id, value, confidence in zip(seeds, values, confidences, strict=True):
+        yield {"seed_id": seed_id, "prediction": value, "confidence": confidence, "kind": kind}
 
 
 def evaluate_run(
     sink: Sink,
     commits: list[Commit],
     config: Mapping[str, Any],
-    storage_options: Mapping[str, Any],
-    prediction_field: str | None = None,
-) -> dict[str, Any]:
-    """run.json's ``evaluation`` of the committed rows against ``eval.gold`` (``prediction_field`` overrides
-    ``eval.prediction_field``: a student's column)."""
+    gold: tuple[dict[str, Any], str],
+    fields: Sequence[tuple[str, str]] = (),
+) -> list[dict[str, Any]]:
+    """run.json's ``evaluation`` of the committed rows against ``gold`` (``read_gold``'s): one per (prediction
+    column, confidence column) of ``fields``, by default ``eval.prediction_field`` with ``confidence``; the shards are
+    read once for all."""
     section = config["eval"]
-    gold, where = read_gold(section["gold"], storage_options)
-    field = prediction_field or section.get("prediction_field") or "label"
-    figures = evaluate(
-        predictions(sink, commits, field),
-        gold,
-        where,
-        label_map=section.get("label_map") or {},
-        target_precision=section.get("target_precision"),
-    )
-    return {"prediction_field": field, **figures}
+    fields = list(fields) or [(section.get("prediction_field") or "label", "confidence")]
+    rows: list[list[dict[str, Any]]] = [[] for _ in fields]
+    for commit in commits:
+        for shard in commit.shards:
+            if shard["kind"] in PREDICTED:
+                table = sink.read_table(shard["path"])
+                for found, (field, confidence) in zip(rows, fields, strict=True):
+                    found.extend(predictions(table, shard["kind"], field, confidence))
+    labels, where = gold
+    options = {"label_map": section.get("label_map") or {}, "target_precision": section.get("target_precision")}
+    return [
+        {"prediction_field": field, **evaluate(found, labels, where, **options)}
+        for found, (field, _) in zip(rows, fields, strict=True)
+    ]
 
 
 def evaluation_line(figures: dict[str, Any]) -> str:

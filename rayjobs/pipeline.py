@@ -289,10 +289,15 @@ def run(config: dict[str, Any], started: float | None = None) -> RunResult:
             f"the source yielded no seeds (source={config['source'].get('kind')}, "
             f"uri={config['source'].get('uri')}, limit={config['source'].get('limit')})"
         )
-    if evaluation_enabled(config):  # a gold file that cannot be read fails now, not after the generation
+    # A gold file that cannot be read fails now, not after the generation.
+    gold = (
         read_gold(config["eval"]["gold"], storage_options(config["eval"]["gold"]))
+        if evaluation_enabled(config)
+        else None
+    )
     check_servers(roles)  # an HTTP role's server answers, with this key, for this model
     caching = cache_settings(config)
+    store = PackStore(caching["uri"], storage_options(caching)) if caching is not None else None
     committed = open_run(sink, config, bool(run_cfg.get("overwrite", False)))
     corpus = keep_corpus_sample(sink, plan.sample) if sample_size else None
     if corpus is not None:
@@ -332,8 +337,7 @@ def run(config: dict[str, Any], started: float | None = None) -> RunResult:
                 {r: with_weights_options(m) for r, m in pooled_models(config).items()}, int(run_cfg["seed"]), state
             )
             cache = None
-            if caching is not None:
-                store = PackStore(caching["uri"], storage_options(caching))
+            if store is not None:
                 identities = {role: engine_identity(with_weights_options(m)) for role, m in roles.items()}
                 cache = {"store": store, "identities": identities, "refresh": caching["mode"] == "refresh"}
             dataset = build_dataset(config, plan, recipe, schema, shards, state, cpus, corpus, roles, pools, cache)
@@ -354,9 +358,9 @@ def run(config: dict[str, Any], started: float | None = None) -> RunResult:
         summary["filter_counters"] = state_values.get(FILTER_COUNTERS, {})
         summary["generation"] = generation_curve(state_values, started)
         summary["roles"] = role_figures(roles, stats.roles)
-        if caching is not None:
+        if store is not None:
             summary["cache"] = cache_figures(summary["roles"])
-            evicted = PackStore(caching["uri"], storage_options(caching)).evict(int(caching.get("max_bytes") or 0))
+            evicted = store.evict(int(caching.get("max_bytes") or 0))
             if evicted:
                 log.info(
                     "completion cache: %d oldest packs evicted (cache.max_bytes %s)", evicted, caching["max_bytes"]
@@ -375,8 +379,8 @@ def run(config: dict[str, Any], started: float | None = None) -> RunResult:
                 "not written (rerun the same command to finish it)"
             )
         extra = {}
-        if evaluation_enabled(config):
-            extra["evaluation"] = evaluate_run(sink, commits, config, storage_options(config["eval"]["gold"]))
+        if gold is not None:
+            [extra["evaluation"]] = evaluate_run(sink, commits, config, gold)
         finalize(sink, config, summary, recipe, artifacts=state_values, extra=extra)
     return RunResult(sink, summary)
 

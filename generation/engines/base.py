@@ -95,6 +95,11 @@ def check_sampling(sampling: Mapping[str, Any] | None) -> dict[str, Any]:
     return {k: v for k, v in sampling.items() if v is not None}
 
 
+def estimated_tokens(text: str) -> int:
+    """Tokens of ``text`` for a client without the model's tokenizer: about four characters per token in English."""
+    return max(1, math.ceil(len(text) / 4)) if text else 0
+
+
 def check_choices(choices: Sequence[str]) -> str | None:
     """Why ``choices`` cannot be scored (None: they can): at least two distinct non-empty strings."""
     if len(choices) < 2 or len(set(choices)) != len(choices) or not all(isinstance(c, str) and c for c in choices):

@@ -14,7 +14,6 @@ import asyncio
 import email.utils
 import json
 import logging
-import math
 import os
 import random
 import time
@@ -30,6 +29,7 @@ from generation.engines.base import (
     Messages,
     check_choices,
     check_sampling,
+    estimated_tokens,
     normalised_scores,
 )
 from generation.engines.budget import RequestBudget
@@ -167,8 +167,7 @@ class HTTPEngine:
         return text.replace(self._key, "***") if len(self._key) >= 4 else text
 
     def count_tokens(self, text: str) -> int:
-        # No tokenizer for a remote model: about four characters per token for English text.
-        return max(1, math.ceil(len(text) / 4)) if text else 0
+        return estimated_tokens(text)  # No tokenizer for a remote model
 
     async def chat(
         self, messages: Messages, *, n: int = 1, json_schema: dict | None = None, **sampling: Any
@@ -231,7 +230,7 @@ class HTTPEngine:
         self, endpoint: str, content: dict[str, Any], n: int, json_schema: dict | None, params: dict[str, Any]
     ) -> Completion:
         body = self._body(content, n, json_schema, params)
-        estimate = math.ceil(len(json.dumps(content)) / 4) + int(params.get("max_tokens") or 256) * n
+        estimate = estimated_tokens(json.dumps(content)) + int(params.get("max_tokens") or 256) * n
         reply, retries, error = await self._send(
             f"{self.base_url}/{endpoint}", body, lambda r: _parsed(r, endpoint), estimate
         )

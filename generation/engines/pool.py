@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import os
 import time
 from collections.abc import Sequence
 from typing import Any
 
-from generation.engines.base import Completion, EngineUnavailable, Messages
+from generation.engines.base import Completion, EngineUnavailable, Messages, estimated_tokens
 
 log = logging.getLogger("synthray")
 
@@ -110,8 +109,7 @@ class PoolClient:
         self._busy = [0] * len(self.replicas)
 
     def count_tokens(self, text: str) -> int:
-        # The tokenizer lives with the pool's engine: about four characters per token for English text.
-        return max(1, math.ceil(len(text) / 4)) if text else 0
+        return estimated_tokens(text)  # The tokenizer lives with the pool's engine
 
     async def _call(self, method: str, *args: Any) -> Completion:
         from ray.exceptions import RayActorError

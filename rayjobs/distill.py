@@ -30,7 +30,7 @@ from generation.recipes import build_recipe
 from generation.state import RunStateActor
 from rayjobs.artifacts import ArtifactStore
 from rayjobs.cli import entry_point
-from rayjobs.commit import SUCCESS, Heartbeat, attempts, open_run, reconcile
+from rayjobs.commit import SUCCESS, Heartbeat, attempts, reconcile
 from rayjobs.evaluation import enabled as evaluation_enabled
 from rayjobs.evaluation import evaluate_run, read_gold
 from rayjobs.pipeline import (
@@ -43,7 +43,16 @@ from rayjobs.pipeline import (
     save_artifact,
     storage_options,
 )
-from rayjobs.postpass import BLOCK_ROWS, SourceRows, SourceRun, open_source, plan_items, source_summary
+from rayjobs.postpass import (
+    BLOCK_ROWS,
+    SourceRows,
+    SourceRun,
+    derived_config,
+    open_derived,
+    open_source,
+    plan_items,
+    source_summary,
+)
 from rayjobs.resources import check_workers
 from rayjobs.rows import row_schema
 from rayjobs.sink import Sink
@@ -70,21 +79,12 @@ def student_fields(config: Mapping[str, Any], text_fields: list[str]) -> tuple[s
     return text, label, student.get("weight_field")
 
 
-def derived_config(config: dict[str, Any], source: SourceRun) -> dict[str, Any]:
-    """The source run's recipe, model and source; this pass's student, evaluation, sink and cluster; no filters."""
+def distill_config(config: dict[str, Any], source: SourceRun) -> dict[str, Any]:
+    """The derived run's config (rayjobs/postpass.py): no filters; this pass's student and evaluation."""
     if (config.get("student") or {}).get("kind", "none") == "none":
         raise ValueError(f"student=none distils nothing; valid choices: {list(students.KINDS)} (student=<kind>)")
-    src = {**config["src"], "fingerprint": source.fingerprint, "postpass": "distill"}
-    return {
-        **source.config,
-        "run": {**source.config.get("run", {}), **config["run"]},
-        "filters": {},
-        "student": config["student"],
-        "eval": config.get("eval") or source.config.get("eval") or {},
-        "sink": config["sink"],
-        "cluster": config["cluster"],
-        "src": src,
-    }
+    evaluation = config.get("eval") or source.config.get("eval") or {}
+    return derived_config(config, source, "distill", filters={}, student=config["student"], eval=evaluation)
 
 
 def labelled_rows(source: SourceRun, text: str, label: str, weight: str | None) -> pa.Table:
@@ -216,7 +216,7 @@ class StudentColumns:
 def run(config: dict[str, Any], started: float | None = None) -> RunResult:
     """Distil a student from the finished run at ``src.uri`` into ``sink.uri``; rerunning the same command resumes."""
     source = open_source(config["src"], storage_options({**config["src"], "uri": config["src"].get("uri")}))
-    derived = derived_config(config, source)
+    derived = distill_config(config, source)
     recipe = build_recipe(derived["recipe"])
     text_fields = list(source.record["run"].get("text_fields") or recipe.text_fields)
     schema = row_schema({**recipe.columns, **COLUMNS})
@@ -226,10 +226,7 @@ def run(config: dict[str, Any], started: float | None = None) -> RunResult:
         if evaluation_enabled(derived)
         else None
     )
-    sink = Sink(derived["sink"]["uri"], storage_options(derived["sink"]), float(derived["sink"].get("retry_s", 120)))
-    if sink.uri.rstrip("/") == source.sink.uri.rstrip("/"):
-        raise ValueError(f"sink.uri {sink.uri} is the source run itself: a post-pass writes a new run elsewhere")
-    committed = open_run(sink, derived, bool(derived["run"].get("overwrite", False)))
+    sink, committed = open_derived(derived, source)
     covered = {seed for commit in committed for seed in commit.seed_ids}
     items, resumed = plan_items(source, covered, int(config.get("block_rows", BLOCK_ROWS)))
     with Heartbeat(sink):

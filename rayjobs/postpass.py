@@ -17,7 +17,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from rayjobs.commit import CONFIG, SUCCESS, Commit, load_commits
+from rayjobs.commit import CONFIG, SUCCESS, Commit, load_commits, open_run
+from rayjobs.pipeline import storage_options
 from rayjobs.rows import REJECT
 from rayjobs.sink import Sink
 
@@ -58,6 +59,30 @@ def open_source(section: Mapping[str, Any], storage_options: dict[str, Any]) -> 
     record = json.loads(sink.read_text("run.json"))
     fingerprint = json.loads(sink.read_text(CONFIG)).get("fingerprint", {})
     return SourceRun(sink, record, fingerprint, load_commits(sink))
+
+
+def derived_config(config: Mapping[str, Any], source: SourceRun, postpass: str, **sections: Any) -> dict[str, Any]:
+    """A derived run's config: the source run's recipe, model and source (what made the rows); this pass's sink,
+    cluster and ``sections`` (its filters, student...); ``src`` naming the run read, its fingerprint and the pass
+    (all part of this run's fingerprint)."""
+    return {
+        **source.config,
+        "run": {**source.config.get("run", {}), **config["run"]},
+        "sink": config["sink"],
+        "cluster": config["cluster"],
+        **sections,
+        "src": {**config["src"], "fingerprint": source.fingerprint, "postpass": postpass},
+    }
+
+
+def open_derived(derived: Mapping[str, Any], source: SourceRun) -> tuple[Sink, list[Commit]]:
+    """The derived run's sink, ready for this attempt, and the commits of its earlier attempts; the source run itself
+    as the sink is refused."""
+    section = derived["sink"]
+    sink = Sink(section["uri"], storage_options(section), float(section.get("retry_s", 120)))
+    if sink.uri.rstrip("/") == source.sink.uri.rstrip("/"):
+        raise ValueError(f"sink.uri {sink.uri} is the source run itself: a post-pass writes a new run elsewhere")
+    return sink, open_run(sink, derived, bool(derived["run"].get("overwrite", False)))
 
 
 def blocks(commits: list[Commit], rows: int = BLOCK_ROWS) -> list[list[Commit]]:

@@ -28,7 +28,7 @@ from filtering.stage import (
 from generation.recipes import Recipe, build_recipe
 from generation.state import RunStateActor
 from rayjobs.cli import entry_point
-from rayjobs.commit import Heartbeat, attempts, open_run, reconcile
+from rayjobs.commit import Heartbeat, attempts, reconcile
 from rayjobs.pipeline import (
     RunResult,
     committed_rows,
@@ -39,27 +39,21 @@ from rayjobs.pipeline import (
     save_artifact,
     storage_options,
 )
-from rayjobs.postpass import BLOCK_ROWS, SourceRows, SourceRun, open_source, plan_items, source_summary
+from rayjobs.postpass import (
+    BLOCK_ROWS,
+    SourceRows,
+    SourceRun,
+    derived_config,
+    open_derived,
+    open_source,
+    plan_items,
+    source_summary,
+)
 from rayjobs.resources import check_workers
 from rayjobs.rows import row_schema
-from rayjobs.sink import Sink
 from rayjobs.stats import RunStats
 
 log = logging.getLogger("synthray")
-
-
-def derived_config(config: dict[str, Any], source: SourceRun) -> dict[str, Any]:
-    """The derived run's config: the source run's recipe, model and source (what made the rows), this pass's filters,
-    sink and cluster, and ``src`` naming the run read and its fingerprint (both part of this run's fingerprint)."""
-    src = {**config["src"], "fingerprint": source.fingerprint, "postpass": "refilter"}
-    return {
-        **source.config,
-        "run": {**source.config.get("run", {}), **config["run"]},
-        "filters": config["filters"] or {},
-        "sink": config["sink"],
-        "cluster": config["cluster"],
-        "src": src,
-    }
 
 
 def block_rows(config: dict[str, Any]) -> int:
@@ -78,7 +72,7 @@ def run(config: dict[str, Any], started: float | None = None) -> RunResult:
     """Re-filter the finished run at ``src.uri`` into ``sink.uri``; rerunning the same command resumes."""
     rows_per_block = block_rows(config)
     source = open_source(config["src"], storage_options({**config["src"], "uri": config["src"].get("uri")}))
-    derived = derived_config(config, source)
+    derived = derived_config(config, source, "refilter", filters=config["filters"] or {})
     recipe = build_recipe(derived["recipe"])
     steps = derived["filters"]
     text_fields = list(source.record["run"].get("text_fields") or recipe.text_fields)
@@ -92,10 +86,7 @@ def run(config: dict[str, Any], started: float | None = None) -> RunResult:
             f"the source run's {rewritten} rewrote text before these filters saw it: they judge the rewritten text"
         )
         log.warning("re-filtering %s: %s", source.sink.uri, notes[-1])
-    sink = Sink(derived["sink"]["uri"], storage_options(derived["sink"]), float(derived["sink"].get("retry_s", 120)))
-    if sink.uri.rstrip("/") == source.sink.uri.rstrip("/"):
-        raise ValueError(f"sink.uri {sink.uri} is the source run itself: a post-pass writes a new run elsewhere")
-    committed = open_run(sink, derived, bool(derived["run"].get("overwrite", False)))
+    sink, committed = open_derived(derived, source)
     covered = {seed for commit in committed for seed in commit.seed_ids}
     items, resumed = plan_items(source, covered, rows_per_block)
     log.info(

@@ -260,7 +260,7 @@ def run(config: dict[str, Any], started: float | None = None) -> RunResult:
         extra: dict[str, Any] = {"source_run": source_summary(source), "postpass": "distill", "student": student}
         if gold is not None:
             llm = derived["eval"].get("prediction_field") or "label"
-            fields = [(llm, "confidence"), ("student_label", "confidence")]
+            fields = [(llm, "confidence"), ("student_label", "student_confidence")]
             extra["evaluation"], student["evaluation"] = evaluate_run(sink, commits, derived, gold, fields)
         finalize(sink, derived, summary, recipe, artifacts={}, extra=extra)
     return RunResult(sink, summary)

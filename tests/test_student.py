@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from annotation import student as students
+from annotation.gold import calibration
 from rayjobs import distill, label
 from tests.conftest import make_config, write_jsonl
 from tests.invariant import assert_invariant
@@ -114,6 +115,10 @@ def test_a_generation_with_a_student_leaves_one_finished_output_with_the_student
     assert llm["accuracy"] == pytest.approx(54 / 60, abs=1e-4)  # the planted errors, exactly
     assert student["evaluation"]["accuracy"] > llm["accuracy"]  # out of fold, the student undoes most of them
     assert student["agreement"] == pytest.approx(sum(r["student_label"] == r["label"] for r in rows) / 60, abs=1e-4)
+    # The student's calibration is its own confidence's, not the LLM's.
+    gold = {g["id"]: g["label"] for g in map(json.loads, (out.parent / "gold.jsonl").read_text().splitlines())}
+    pairs = [(r["student_confidence"], r["student_label"] == gold[r["seed_id"]]) for r in rows]
+    assert student["evaluation"]["ece"] == calibration(pairs)["ece"]
     report = (out / "report.html").read_text()
     assert "Student against gold" in report and "label issues" in report
     assert "## Student (tfidf_logreg)" in (out / "README.md").read_text()

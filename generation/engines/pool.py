@@ -10,15 +10,12 @@ stops through the run's end-of-run protocol (generation/state.py), like the gene
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import time
 from collections.abc import Sequence
 from typing import Any
 
 from generation.engines.base import Completion, EngineUnavailable, Messages, estimated_tokens
-
-log = logging.getLogger("synthray")
 
 
 class EnginePool:
@@ -32,7 +29,7 @@ class EnginePool:
         self.model, self.seed, self.state = model, seed, state
         self.engine: Any = None
         self._ready: asyncio.Task | None = None
-        self._stopper: asyncio.Task | None = None
+        self._stopper: asyncio.Task | None = None  # held: the event loop keeps only a weak reference to a task
 
     async def start(self) -> None:
         """Registers the engine with the run and starts building it; returns at once (calls wait for it). rayjobs/

@@ -145,19 +145,12 @@ class Cascade:
         judged = correct.get("True", 0) + correct.get("False", 0)
         if judged:
             figures["accuracy"] = round(correct.get("True", 0) / judged, 4)
-        small, large = roles.get("generator") or {}, roles.get(LARGE) or {}
-        for unit, key in (("tokens", None), ("cost_usd", "cost_usd")):
-            spent = [_spent(r, key) for r in (small, large)]
-            if None in spent:
-                continue
-            figures[f"cascade_{unit}"] = round(sum(spent), 6)
+        both = [roles.get("generator") or {}, roles.get(LARGE) or {}]
+        spent = {"tokens": [float(r.get("prompt_tokens", 0) + r.get("completion_tokens", 0)) for r in both]}
+        if all("cost_usd" in r for r in both if r):  # a role with no calls costs nothing; an unpriced one is unknown
+            spent["cost_usd"] = [float(r.get("cost_usd", 0.0)) for r in both]
+        for unit, (small, large) in spent.items():
+            figures[f"cascade_{unit}"] = round(small + large, 6)
             if deferred:
-                figures[f"all_large_{unit}"] = round(spent[1] / deferred * items, 6)
+                figures[f"all_large_{unit}"] = round(large / deferred * items, 6)
         return {"cascade": figures}
-
-
-def _spent(figures: Mapping[str, Any], key: str | None) -> float | None:
-    """A role's tokens (``key`` None) or priced cost; None when the role has no price."""
-    if key is None:
-        return float(figures.get("prompt_tokens", 0) + figures.get("completion_tokens", 0))
-    return figures.get(key) if figures else 0.0

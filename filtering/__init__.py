@@ -16,6 +16,7 @@ FILTERS: dict[str, str] = {
     "echo": "filtering.echo:EchoFilter",
     "exact_dedup": "filtering.exact_dedup:ExactDedupFilter",
     "near_dedup": "filtering.near_dedup:NearDedupFilter",
+    "semantic_dedup": "filtering.semantic_dedup:SemanticDedupFilter",
     "pii": "filtering.pii:PIIRedactor",
     "threshold": "filtering.threshold:ThresholdFilter",
     "schema": "filtering.schema:SchemaFilter",

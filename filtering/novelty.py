@@ -15,7 +15,11 @@ from typing import Any
 import ray
 
 from filtering.base import Filter, Verdict, as_text
+from filtering.semantic_dedup import Encode, SemanticIndex, check_rows, restore_index
+from generation.embeddings import embedding_column
 from generation.novelty import NoveltyPool
+
+MEASURES = ("rouge_l", "embedding")
 
 
 @ray.remote(num_cpus=0)
@@ -37,9 +41,10 @@ class NoveltyIndex:
 class NoveltyFilter(Filter):
     """Args:
     field: the column compared (Self-Instruct compares instructions).
-    threshold: drop when ROUGE-L with any pooled text reaches this.
+    threshold: drop when the similarity with any pooled text reaches this.
     pool: texts the pool starts with (e.g. the seed instructions).
-    bands, rows: LSH candidate pre-selection.
+    measure: ``rouge_l`` (Self-Instruct's) or ``embedding`` (the cosine of the texts' embeddings).
+    bands, rows: LSH candidate pre-selection (ROUGE-L).
     shards: the index actor handle (set by the pipeline).
     """
 
@@ -50,17 +55,36 @@ class NoveltyFilter(Filter):
         field: str = "instruction",
         threshold: float = 0.7,
         pool: Sequence[str] = (),
+        measure: str = "rouge_l",
         bands: int = 32,
         rows: int = 2,
         shards: Sequence[Any] | None = None,
     ) -> None:
         super().__init__([field])
-        self.field, self.threshold = field, threshold
+        if measure not in MEASURES:
+            raise ValueError(f"novelty.measure: {measure!r} is not one of {list(MEASURES)}")
+        self.field, self.threshold, self.measure = field, threshold, measure
+        self.needs_embedding = measure == "embedding"
         self.index = list(shards or [None])[0]
 
     @staticmethod
-    def start_state(threshold: float = 0.7, bands: int = 32, rows: int = 2, pool: Sequence[str] = (), **_: Any) -> list:
-        return [NoveltyIndex.remote(threshold, bands, rows, list(pool))]
+    def start_state(
+        threshold: float = 0.7,
+        bands: int = 32,
+        rows: int = 2,
+        pool: Sequence[str] = (),
+        measure: str = "rouge_l",
+        step: str = "novelty",
+        sink: tuple[str, dict] | None = None,
+        encode: Encode | None = None,
+        **_: Any,
+    ) -> list:
+        if measure != "embedding":
+            return [NoveltyIndex.remote(threshold, bands, rows, list(pool))]
+        if pool and encode is None:
+            raise RuntimeError("novelty with measure=embedding and a pool needs the encoder to embed the pool")
+        start = ([f"pool:{i}" for i in range(len(pool))], encode(list(pool))) if pool and encode else None
+        return [SemanticIndex.remote(float(threshold), "flat", sink, f"embeddings-{step}", 1024, start)]
 
     def bind_fields(self, default_fields: Any) -> None:
         """The compared column is ``field``, not the recipe's text fields."""
@@ -68,6 +92,12 @@ class NoveltyFilter(Filter):
     def keep_batch(self, rows: list[dict[str, Any]]) -> list[Verdict]:
         if self.index is None:
             raise RuntimeError("novelty has no index actor: the pipeline must start it first")
+        if self.needs_embedding:
+            return check_rows(self.index, rows, embedding_column([self.field]))
         items = [(str(r.get("id") or ""), as_text(r.get(self.field))) for r in rows]
         scores = ray.get(self.index.check_and_add.remote(items))
         return [(True, None) if s < self.threshold else (False, f"rouge_l_{s:.2f}") for s in scores]
+
+    def restore(self, rows: Sequence[dict[str, Any]], encode: Encode) -> dict[str, int]:
+        """By embedding (``needs_embedding``): the committed rows put back in the index, written vectors first."""
+        return restore_index(self.index, rows, [self.field], encode)

@@ -7,14 +7,18 @@ dedup filter placed last never records a hash for a sample that another filter d
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
 import ray
 
 from filtering import FILTERS, Filter, filter_class
+from generation.embeddings import KEPT_COLUMN, embedding_column, is_transient
+
+log = logging.getLogger("synthray")
 
 FILTER_SECONDS = "filter_seconds"
 FILTER_COUNTERS = "filter_counters"
@@ -60,13 +64,34 @@ def filter_columns(steps: Mapping[str, Mapping[str, Any] | None]) -> dict[str, p
     return columns
 
 
-def start_filter_state(steps: Mapping[str, Mapping[str, Any] | None]) -> dict[str, list]:
-    """Start the state actors of every stateful step (global across all filter workers of the run)."""
+def embedding_specs(filters: Sequence[tuple[str, Filter]]) -> dict[str, list[str]]:
+    """The vectors the built ``filters`` compare: transient column → the fields embedded into it."""
+    return {
+        embedding_column(filt.fields or ()): list(filt.fields or ())
+        for _, filt in filters
+        if getattr(filt, "needs_embedding", False)
+    }
+
+
+def compares_embeddings(steps: Mapping[str, Mapping[str, Any] | None]) -> bool:
+    """Whether any configured step compares embeddings (the encoder then decides what the run keeps)."""
+    return any(getattr(filt, "needs_embedding", False) for _, filt in build_filters(steps, []))
+
+
+def start_filter_state(
+    steps: Mapping[str, Mapping[str, Any] | None],
+    sink: tuple[str, dict] | None = None,
+    encode: Callable[[list[str]], Any] | None = None,
+) -> dict[str, list]:
+    """Start the state actors of every stateful step (global across all filter workers of the run). ``sink`` (uri,
+    options) is where a step may keep what a resume needs (semantic dedup's vectors); ``encode`` embeds texts a step
+    starts with (novelty's pool, by embedding)."""
     started = {}
     for step, params in steps.items():
         cls = step_class(step, params)
         if hasattr(cls, "start_state"):
-            started[step] = cls.start_state(**{k: v for k, v in (params or {}).items() if k != "kind"})
+            options = {k: v for k, v in (params or {}).items() if k != "kind"}
+            started[step] = cls.start_state(**options, step=step, sink=sink, encode=encode)
     return started
 
 
@@ -75,21 +100,38 @@ def replay_filter_state(
     text_fields: Sequence[str],
     shards: Mapping[str, list],
     tables: Iterable[pa.Table],
+    encode: Callable[[list[str]], Any] | None = None,
 ) -> int:
     """Feed committed rows to the stateful steps (dedup, novelty), oldest first, so a resumed run judges new samples
     against what the earlier attempts saw. A step saw a row if the row was kept or a later step dropped it. Only the
-    stateful steps are built (a classifier or a benchmark index has nothing to restore). Returns the rows replayed."""
+    stateful steps are built (a classifier or a benchmark index has nothing to restore). A step comparing embeddings
+    is restored from the vectors it wrote, ``encode`` embedding the rest. Returns the rows replayed."""
     order = {step: i for i, step in enumerate(steps)}
     stateful = {step: params for step, params in steps.items() if hasattr(step_class(step, params), "start_state")}
     built = build_filters(stateful, text_fields, shards)
+    by_vectors = {step: [] for step, filt in built if getattr(filt, "needs_embedding", False)}
     replayed = 0
     for table in tables if built else ():
-        rows = table.to_pylist()
+        rows = table.select([c for c in table.column_names if c != KEPT_COLUMN]).to_pylist()
         for step, filt in built:
             seen = [r for r in rows if r.get("rejected_by") is None or order.get(r["rejected_by"], -1) > order[step]]
+            if step in by_vectors:
+                by_vectors[step].extend({"id": r["id"], **{f: r.get(f) for f in filt.fields or ()}} for r in seen)
+                continue
             for start in range(0, len(seen), 1000):
                 filt.keep_batch(seen[start : start + 1000])
         replayed += len(rows)
+    for step, filt in built:
+        if step in by_vectors:
+            if encode is None:
+                raise RuntimeError(f"filters.{step} compares embeddings: replaying it needs the encoder")
+            counts = filt.restore(by_vectors[step], encode)
+            log.info(
+                "%s: %d kept vectors restored from the run's segments, %d embedded again",
+                step,
+                counts["from_segments"],
+                counts["embedded"],
+            )
     return replayed
 
 
@@ -132,4 +174,6 @@ class FilterActor:
                     self.state.accumulate.remote(FILTER_COUNTERS, counters),
                 ]
             )
-        return pa.Table.from_pylist(rows, schema=batch.schema)
+        # The compared vectors are not part of the rows (embedding.keep writes its own column).
+        schema = pa.schema([f for f in batch.schema if not is_transient(f.name)])
+        return pa.Table.from_pylist(rows, schema=schema)

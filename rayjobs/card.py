@@ -81,8 +81,20 @@ def _quality(figures: dict[str, Any] | None) -> str:
 |---|---|---|---|---|---|
 {rows}
 
-Exact duplicates among kept rows: {after}. `report.html` has the plots, the funnel and examples.
+Exact duplicates among kept rows: {after}.{_semantic(figures.get("semantic"))} `report.html` has the plots, the
+funnel and examples.
 """
+
+
+def _semantic(semantic: dict[str, Any] | None) -> str:
+    if not semantic or "vendi_score" not in semantic:
+        return ""
+    dropped = sum((semantic.get("duplicates") or {}).get("dropped", {}).values())
+    return (
+        f" Semantic diversity ({semantic['model']}, {semantic['n']:,} rows): mean cosine distance "
+        f"{semantic['mean_cosine_distance']:.3f}, Vendi score {semantic['vendi_score']:.1f}, {semantic['clusters']:,} "
+        f"clusters; semantic duplicates dropped: {dropped:,}."
+    )
 
 
 def _roles(summary: dict[str, Any]) -> str:

@@ -30,6 +30,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from filtering.stage import compares_embeddings
 from rayjobs.rows import KINDS, USAGE_KEYS
 
 log = logging.getLogger("synthray")
@@ -97,6 +98,10 @@ def fingerprint(config: dict[str, Any]) -> dict[str, Any]:
     for role, model in sorted((config.get("engines") or {}).items()):
         for key in _ROLE_FINGERPRINT_KEYS:
             found[f"engines.{role}.{key}"] = (model or {}).get(key)
+    embedding = config.get("embedding") or {}
+    if embedding.get("keep") or compares_embeddings(config.get("filters") or {}):  # the encoder decides what is kept
+        for key in ("model", "fields", "keep", "max_length"):
+            found[f"embedding.{key}"] = embedding.get(key)
     student = config.get("student") or {}
     if student.get("kind", "none") != "none":  # a student's columns are part of the rows (absent: as before)
         for key in sorted(student):

@@ -29,11 +29,13 @@ from filtering.stage import (
     FILTER_SECONDS,
     FilterActor,
     build_filters,
+    embedding_specs,
     filter_columns,
     replay_filter_state,
     start_filter_state,
 )
 from generation.actor import GenerateActor
+from generation.embeddings import KEPT_COLUMN, VECTOR_TYPE, EmbedStage, Encoder
 from generation.engines import EngineUnavailable
 from generation.recipes import Recipe, build_recipe
 from generation.roles import GENERATOR
@@ -67,6 +69,8 @@ from rayjobs.resources import (
     stop_pools,
 )
 from rayjobs.rows import KINDS, row_schema
+from rayjobs.semantic import enabled as semantic_enabled
+from rayjobs.semantic import semantic_figures
 from rayjobs.sink import ShardWriter, Sink
 from rayjobs.sources import SeedDatasource, SeedPlan, plan_seeds
 from rayjobs.stats import RunStats
@@ -198,7 +202,8 @@ def build_dataset(
         **engine_resources(model),
     )
     steps = config["filters"] or {}
-    return filter_and_write(ds, config, recipe, steps, list(recipe.text_fields), shards, state)
+    keep = bool(config["embedding"].get("keep"))
+    return filter_and_write(ds, config, recipe, steps, list(recipe.text_fields), shards, state, keep_embedding=keep)
 
 
 def filter_and_write(
@@ -210,11 +215,24 @@ def filter_and_write(
     shards: dict[str, list],
     state: Any,
     filter_workers: int | None = None,
+    keep_embedding: bool = False,
 ) -> ray.data.Dataset:
-    """The filter and shard-writer stages after the rows' own (generation, or a post-pass's read of a finished run):
-    ``filter_workers`` overrides the cluster's count (a post-pass with stateful filters keeps one, for one order)."""
+    """The embed (when a filter compares embeddings or ``keep_embedding``), filter and shard-writer stages after the
+    rows' own (generation, or a post-pass's read of a finished run): ``filter_workers`` overrides the cluster's count
+    (a post-pass with stateful filters keeps one, for one order)."""
     cluster = config["cluster"]
     light = float(cluster.get("stage_cpus", 0.25))
+    specs = embed_specs(config, steps, text_fields, keep_embedding)
+    if specs:
+        embedding = config["embedding"]
+        ds = ds.map_batches(
+            EmbedStage,
+            batch_format="pyarrow",
+            batch_size=None,
+            fn_constructor_kwargs=dict(encoder=encoder_options(config), specs=specs),
+            compute=ActorPoolStrategy(size=int(embedding.get("workers", 1))),
+            **embed_resources(embedding),
+        )
     ds = ds.map_batches(
         FilterActor,
         batch_format="pyarrow",
@@ -239,6 +257,30 @@ def filter_and_write(
     )
 
 
+def embed_specs(
+    config: dict[str, Any], steps: dict[str, Any], text_fields: list[str], keep: bool
+) -> dict[str, list[str]]:
+    """The vectors the embed stage adds: those the filters compare, and the kept ``embedding`` column."""
+    specs = embedding_specs(build_filters(steps, text_fields))
+    if keep:
+        specs[KEPT_COLUMN] = list(config["embedding"].get("fields") or text_fields)
+    return specs
+
+
+def embed_resources(embedding: dict[str, Any]) -> dict[str, float]:
+    """An embed actor's CPU and GPU shares: a light CPU share (the engine holds the cores), a GPU share on cuda."""
+    gpus = float(embedding.get("num_gpus") or 0)
+    if embedding.get("device") == "cuda" and gpus <= 0:
+        raise ValueError("embedding.device=cuda needs embedding.num_gpus > 0 (a fraction shares a GPU)")
+    return {"num_cpus": float(embedding.get("num_cpus", 0.25)), **({"num_gpus": gpus} if gpus else {})}
+
+
+def encoder_options(config: dict[str, Any]) -> dict[str, Any]:
+    """The encoder's settings, with the fsspec options an s3:// model is fetched with."""
+    embedding = config["embedding"]
+    return {**embedding, "storage_options": storage_options({**embedding, "uri": str(embedding.get("model"))})}
+
+
 def _versions() -> dict[str, str]:
     found = {}
     for name in PACKAGES:
@@ -260,7 +302,8 @@ def run(config: dict[str, Any], started: float | None = None) -> RunResult:
     # Everything that can be checked without Ray or an engine is checked first: bad config fails in seconds.
     recipe = build_recipe(config["recipe"])
     # A recipe or filter column clashing with synthray's own fails here, before Ray starts.
-    schema = row_schema({**recipe.columns, **filter_columns(config["filters"] or {})})
+    kept_vectors = {KEPT_COLUMN: VECTOR_TYPE} if config["embedding"].get("keep") else {}
+    schema = row_schema({**recipe.columns, **filter_columns(config["filters"] or {}), **kept_vectors})
     text_fields = list(recipe.text_fields)
     steps = config["filters"] or {}
     build_filters(steps, text_fields)
@@ -316,10 +359,13 @@ def run(config: dict[str, Any], started: float | None = None) -> RunResult:
     )
     with Heartbeat(sink):
         init_ray(config["cluster"])
-        check_fits(config, ray.cluster_resources().get("CPU", 0))
-        shards = start_filter_state(steps)
+        specs = embed_specs(config, steps, text_fields, bool(kept_vectors))
+        embed_cpus = int(config["embedding"].get("workers", 1)) * embed_resources(config["embedding"])["num_cpus"]
+        check_fits(config, ray.cluster_resources().get("CPU", 0), embed_cpus if specs else 0.0)
+        encoder = Encoder(**encoder_options(config))  # loads only when the driver embeds (a pool, a resume, figures)
+        shards = start_filter_state(steps, (sink.uri, sink.storage_options), encoder.encode)
         if committed:  # dedup and novelty state as the earlier attempts left it
-            replayed = replay_filter_state(steps, text_fields, shards, committed_rows(sink, committed))
+            replayed = replay_filter_state(steps, text_fields, shards, committed_rows(sink, committed), encoder.encode)
             log.info("replayed %d committed rows into the stateful filters", replayed)
         state = RunStateActor.remote(
             restored=load_artifacts(sink),
@@ -527,7 +573,15 @@ def finalize(
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         **(extra or {}),
     }
-    record["quality"] = write_report(sink, record, sample_seeds(source_section(config)))
+    semantic = None
+    if semantic_enabled(config):
+        encoder = Encoder(**encoder_options(config))
+        balance = run_info["balance_fields"]
+
+        def semantic(tables: dict[str, pa.Table | None]) -> dict[str, Any]:
+            return semantic_figures(config, tables, summary, recipe.text_fields, balance, encoder)
+
+    record["quality"] = write_report(sink, record, sample_seeds(source_section(config)), semantic)
     sink.write_text("run.json", json.dumps(record, indent=2, default=str))
     sink.write_text(SUCCESS, "")
 

@@ -128,3 +128,31 @@ def reliability(table: list[dict[str, Any]]) -> str | None:
         ax.set_ylabel("accuracy on gold")
         ax.legend(loc="upper left", frameon=False)
         return _png(fig)
+
+
+def semantic_map(points: list[list[float]], labels: list[str] | None, top: int = 8) -> str | None:
+    """The 2-D PCA map of a sample of kept rows; with labels, one colour for each of the ``top`` most frequent and
+    grey for the rest."""
+    if not points:
+        return None
+    with _plt().rc_context(_STYLE):
+        fig, ax = _plt().subplots(figsize=(5.2, 4.2))
+        xs, ys = [p[0] for p in points], [p[1] for p in points]
+        if labels is None:
+            ax.scatter(xs, ys, s=10, color=BLUE, alpha=0.6)
+        else:
+            counts: dict[str, int] = {}
+            for label in labels:
+                counts[label] = counts.get(label, 0) + 1
+            shown = sorted(counts, key=lambda k: -counts[k])[:top]
+            colours = _plt().get_cmap("tab10")
+            for i, label in enumerate(shown):
+                at = [k for k, v in enumerate(labels) if v == label]
+                ax.scatter([xs[k] for k in at], [ys[k] for k in at], s=10, alpha=0.7, color=colours(i), label=label)
+            rest = [k for k, v in enumerate(labels) if v not in shown]
+            if rest:
+                ax.scatter([xs[k] for k in rest], [ys[k] for k in rest], s=8, color=GREY, alpha=0.5, label="other")
+            ax.legend(loc="best", frameon=False, fontsize=7, markerscale=1.5)
+        ax.set_xlabel("PC 1")
+        ax.set_ylabel("PC 2")
+        return _png(fig)

@@ -168,4 +168,5 @@ def headline(figures: dict[str, Any]) -> dict[str, Any]:
         "fields": fields,
         "dedup": figures.get("dedup"),
         "seed_overlap": figures.get("seed_overlap"),
+        **({"semantic": figures["semantic"]} if figures.get("semantic") else {}),
     }

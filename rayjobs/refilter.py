@@ -25,6 +25,7 @@ from filtering.stage import (
     start_filter_state,
     step_class,
 )
+from generation.embeddings import KEPT_COLUMN, VECTOR_TYPE, Encoder
 from generation.recipes import Recipe, build_recipe
 from generation.state import RunStateActor
 from rayjobs.cli import entry_point
@@ -32,6 +33,7 @@ from rayjobs.commit import Heartbeat, attempts, reconcile
 from rayjobs.pipeline import (
     RunResult,
     committed_rows,
+    encoder_options,
     filter_and_write,
     finalize,
     init_ray,
@@ -72,12 +74,14 @@ def run(config: dict[str, Any], started: float | None = None) -> RunResult:
     """Re-filter the finished run at ``src.uri`` into ``sink.uri``; rerunning the same command resumes."""
     rows_per_block = block_rows(config)
     source = open_source(config["src"], storage_options({**config["src"], "uri": config["src"].get("uri")}))
-    derived = derived_config(config, source, "refilter", filters=config["filters"] or {})
+    derived = derived_config(config, source, "refilter", filters=config["filters"] or {}, embedding=config["embedding"])
     recipe = build_recipe(derived["recipe"])
     steps = derived["filters"]
     text_fields = list(source.record["run"].get("text_fields") or recipe.text_fields)
     build_filters(steps, text_fields)  # a bad filter config fails here, before Ray starts
-    schema = row_schema({**recipe.columns, **filter_columns(steps)})
+    # Vectors the source run kept (embedding.keep) stay in its rows.
+    kept_vectors = {KEPT_COLUMN: VECTOR_TYPE} if (source.config.get("embedding") or {}).get("keep") else {}
+    schema = row_schema({**recipe.columns, **filter_columns(steps), **kept_vectors})
     check_workers(derived["cluster"])
     notes = []
     rewritten = rewriting_steps(source.config.get("filters") or {})
@@ -101,9 +105,10 @@ def run(config: dict[str, Any], started: float | None = None) -> RunResult:
     stats_started = started or time.time()
     with Heartbeat(sink):
         init_ray(derived["cluster"])
-        shards = start_filter_state(steps)
+        encoder = Encoder(**encoder_options(derived))  # loads only when the driver embeds (a resume, the figures)
+        shards = start_filter_state(steps, (sink.uri, sink.storage_options), encoder.encode)
         if committed:
-            replayed = replay_filter_state(steps, text_fields, shards, committed_rows(sink, committed))
+            replayed = replay_filter_state(steps, text_fields, shards, committed_rows(sink, committed), encoder.encode)
             log.info("replayed %d committed rows into the stateful filters", replayed)
         state = RunStateActor.remote(
             restored=load_artifacts(sink), persist=functools.partial(save_artifact, sink), expected_seeds=0

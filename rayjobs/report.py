@@ -13,6 +13,7 @@ import html
 import itertools
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import pyarrow as pa
@@ -188,7 +189,49 @@ def _quality_section(figures: dict[str, Any], balance: dict[str, dict[str, int]]
         + ("<h3>Scores</h3>" + _img(plots.histograms(scores, "value"), "score histograms") if scores else "")
         + "<h3>Vocabulary overlap with the seeds</h3>"
         + overlap_html
+        + _semantic_section(figures.get("semantic"))
     )
+
+
+def _semantic_section(semantic: dict[str, Any] | None) -> str:
+    """Diversity by meaning (rayjobs/semantic.py): the figures, the map and the semantic duplicates found."""
+    if not semantic:
+        return ""
+    html_ = (
+        f"<h3 id=semantic>Semantic diversity</h3><p class=sub>{semantic.get('n', 0):,} kept rows embedded by "
+        f"<code>{_e(semantic.get('model'))}</code> ({_e(', '.join(semantic.get('fields') or []))}). Mean cosine "
+        "distance: 0 when every row says the same, about 1 for unrelated texts. Vendi score: the effective number "
+        "of distinct rows (1 to n). Clusters: average-linkage clusters within the stated cosine distance.</p>"
+    )
+    if "vendi_score" in semantic:
+        html_ += _table(
+            ["mean cosine distance", "Vendi score", "clusters", "cluster-size entropy (normalised)", "largest"],
+            [
+                [
+                    f"{semantic['mean_cosine_distance']:.3f}",
+                    f"{semantic['vendi_score']:.1f} of {semantic['n']:,}",
+                    f"{semantic['clusters']:,} (cosine distance ≤ {semantic['cluster_distance']})",
+                    f"{semantic['cluster_entropy']:.3f} ({semantic['cluster_entropy_normalized']:.3f})",
+                    ", ".join(map(str, semantic["largest_clusters"][:5])),
+                ]
+            ],
+        )
+    found = semantic.get("map")
+    if found:
+        colour = f", coloured by {_e(found['colour'])}" if found.get("colour") else ""
+        html_ += f"<p class=sub>PCA map of {len(found['points']):,} rows{colour}.</p>" + _img(
+            plots.semantic_map(found["points"], found.get("labels")), "semantic map"
+        )
+    duplicates = semantic.get("duplicates") or {}
+    if duplicates.get("dropped"):
+        counts = ", ".join(f"{step} {n:,}" for step, n in duplicates["dropped"].items())
+        html_ += f"<h3>Semantic duplicates</h3><p class=sub>Dropped: {_e(counts)}.</p>"
+        rows = [
+            [d["id"], d["text"][:160], d["kept_id"], (d.get("kept_text") or "")[:160], d["reason"]]
+            for d in duplicates["examples"]
+        ]
+        html_ += _table(["dropped row", "text", "kept row", "kept text", "why"], rows) if rows else ""
+    return html_
 
 
 def _card(row: dict[str, Any], fields: list[str], kind: str) -> str:
@@ -349,15 +392,23 @@ def sample_seeds(source: dict[str, Any], limit: int = quality.SAMPLE_ROWS) -> li
         return None
 
 
-def write_report(sink: Sink, record: dict[str, Any], seeds: list[str] | None) -> dict[str, Any]:
+def write_report(
+    sink: Sink,
+    record: dict[str, Any],
+    seeds: list[str] | None,
+    semantic: Callable[[dict[str, pa.Table | None]], dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     """Write report.html and README.md (the dataset card) for the run ``record`` describes; returns the headline
-    quality figures for run.json. Without ``seeds``, a seed overlap the record already holds is kept."""
+    quality figures for run.json. Without ``seeds``, a seed overlap the record already holds is kept; without
+    ``semantic`` (the encoder's figures of the tables read here), the semantic figures it holds."""
     text_fields = list(record["run"].get("text_fields") or [])
     # Each output directory is read once (its first SAMPLE_ROWS rows) for the figures, the reasons and the examples.
     tables = {kind: sink.read_kind(kind, limit=quality.SAMPLE_ROWS) for kind in ("data", "rejected", "errors")}
     figures = quality.figures(tables["data"], text_fields, record["summary"], seeds)
+    earlier = record.get("quality") or {}
     if figures.get("seed_overlap") is None:
-        figures["seed_overlap"] = (record.get("quality") or {}).get("seed_overlap")
+        figures["seed_overlap"] = earlier.get("seed_overlap")
+    figures["semantic"] = semantic(tables) if semantic is not None else earlier.get("semantic")
     reasons = {
         "rejected": quality.reason_counts(tables["rejected"], "rejected_by", "reject_reason"),
         "errors": quality.reason_counts(tables["errors"], "stage", "error"),

@@ -67,23 +67,24 @@ def check_workers(cluster: dict[str, Any]) -> None:
             raise ValueError(f"cluster.{key} must be a whole number of at least 1, got {value!r}")
 
 
-def check_fits(config: dict[str, Any], cpus: float) -> None:
-    """The engine actors and the filter/writer pools all hold their CPUs for the whole run: if they need more than
-    the cluster has, some never start and the run would hang. Local mode knows its size and refuses; a Ray cluster
-    may grow (autoscaler), so there it is a warning."""
+def check_fits(config: dict[str, Any], cpus: float, embed_cpus: float = 0.0) -> None:
+    """The engine actors and the embed/filter/writer pools all hold their CPUs for the whole run: if they need more
+    than the cluster has, some never start and the run would hang. Local mode knows its size and refuses; a Ray
+    cluster may grow (autoscaler), so there it is a warning. ``embed_cpus``: the embed stage's, when it runs."""
     model, cluster = config["model"], config["cluster"]
     engines = int(model.get("replicas", 1)) * float(model.get("num_cpus", 1))
     pooled = pooled_models(config)
     engines += sum(int(m.get("replicas", 1)) * float(m.get("num_cpus", 1)) for m in pooled.values())
     stage = float(cluster.get("stage_cpus", 0.25))
-    pools = stage * (int(cluster.get("filter_workers", 1)) + int(cluster.get("writer_workers", 1)))
+    pools = stage * (int(cluster.get("filter_workers", 1)) + int(cluster.get("writer_workers", 1))) + embed_cpus
     if engines + pools <= cpus + 1e-9:
         return
+    embed = f" + embed actors {embed_cpus:g} (embedding.workers × embedding.num_cpus)" if embed_cpus else ""
     also = "".join(f" + engines.{role}.replicas × engines.{role}.num_cpus" for role in sorted(pooled))
     message = (
         f"the run needs {engines + pools:g} CPUs at once (engines {engines:g} = model.replicas × model.num_cpus{also}; "
         f"filter and writer actors {pools:g} = cluster.stage_cpus {stage:g} × (cluster.filter_workers + "
-        f"cluster.writer_workers)) but the cluster has {cpus:g}: lower cluster.stage_cpus, the worker counts or "
+        f"cluster.writer_workers){embed}) but the cluster has {cpus:g}: lower cluster.stage_cpus, the worker counts or "
         "the replicas, or add CPUs"
     )
     if cluster.get("mode") == "local":

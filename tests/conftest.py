@@ -14,6 +14,8 @@ from omegaconf import OmegaConf
 
 # Runs in tests do not share completions through the user's cache: a test that wants the cache turns it on.
 os.environ.setdefault("SYNTHRAY_CACHE_MODE", "off")
+# Runs in tests skip the encoder's diversity figures (≈5 s each): the tests of those figures turn them on.
+os.environ.setdefault("SYNTHRAY_SEMANTIC_FIGURES", "false")
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = str(REPO / "conf")

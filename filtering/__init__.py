@@ -27,6 +27,7 @@ FILTERS: dict[str, str] = {
     "fineweb_quality": "filtering.fineweb:FineWebQualityFilter",
     "language": "filtering.language:LanguageFilter",
     "classifier": "filtering.classifier:ClassifierFilter",
+    "best_of_n": "filtering.best_of_n:BestOfNFilter",
 }
 
 

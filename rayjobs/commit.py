@@ -95,6 +95,8 @@ def fingerprint(config: dict[str, Any]) -> dict[str, Any]:
         section = config.get(group) or {}
         for key in keys if keys is not None else sorted(section):
             found[f"{group}.{key}"] = section.get(key)
+    if (found.get("recipe.best_of_n") or {}).get("n", 1) == 1:  # off: runs started before it existed still resume
+        found.pop("recipe.best_of_n", None)
     for role, model in sorted((config.get("engines") or {}).items()):
         for key in _ROLE_FINGERPRINT_KEYS:
             found[f"engines.{role}.{key}"] = (model or {}).get(key)

@@ -35,6 +35,7 @@ from filtering.stage import (
     start_filter_state,
 )
 from generation.actor import GenerateActor
+from generation.best_of_n import selection_step
 from generation.embeddings import KEPT_COLUMN, VECTOR_TYPE, EmbedStage, Encoder
 from generation.engines import EngineUnavailable
 from generation.recipes import Recipe, build_recipe
@@ -201,7 +202,7 @@ def build_dataset(
         num_cpus=float(model.get("num_cpus", 1)),
         **engine_resources(model),
     )
-    steps = config["filters"] or {}
+    steps = filter_steps(config["filters"], recipe)
     keep = bool(config["embedding"].get("keep"))
     return filter_and_write(ds, config, recipe, steps, list(recipe.text_fields), shards, state, keep_embedding=keep)
 
@@ -257,6 +258,17 @@ def filter_and_write(
     )
 
 
+def filter_steps(filters: dict[str, Any] | None, recipe: Recipe) -> dict[str, Any]:
+    """The configured filter steps, then the ``best_of_n`` choice when the recipe makes several candidates."""
+    steps = dict(filters or {})
+    selection = selection_step(recipe)
+    if selection is not None:
+        if "best_of_n" in steps:
+            raise ValueError("filters.best_of_n: the step name is taken by recipe.best_of_n's choice; rename the step")
+        steps["best_of_n"] = selection
+    return steps
+
+
 def embed_specs(
     config: dict[str, Any], steps: dict[str, Any], text_fields: list[str], keep: bool
 ) -> dict[str, list[str]]:
@@ -303,9 +315,9 @@ def run(config: dict[str, Any], started: float | None = None) -> RunResult:
     recipe = build_recipe(config["recipe"])
     # A recipe or filter column clashing with synthray's own fails here, before Ray starts.
     kept_vectors = {KEPT_COLUMN: VECTOR_TYPE} if config["embedding"].get("keep") else {}
-    schema = row_schema({**recipe.columns, **filter_columns(config["filters"] or {}), **kept_vectors})
+    steps = filter_steps(config["filters"], recipe)
+    schema = row_schema({**recipe.columns, **filter_columns(steps), **kept_vectors})
     text_fields = list(recipe.text_fields)
-    steps = config["filters"] or {}
     build_filters(steps, text_fields)
     engine_gpus(model)
     roles = check_roles(config)

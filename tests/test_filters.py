@@ -337,37 +337,6 @@ def test_fineweb_line_rules(text, reason):
     assert FineWebQualityFilter(fields=["response"]).keep_batch([{"response": text}]) == [(reason is None, reason)]
 
 
-@pytest.fixture(scope="module")
-def tiny_classifier(tmp_path_factory):
-    """A randomly initialised 2-layer BERT classifier with a word-level tokenizer, saved by the test itself."""
-    import torch
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
-
-    path = tmp_path_factory.mktemp("classifier")
-    vocab = {w: i for i, w in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "good", "bad", "text", "the"])}
-    raw = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
-    raw.pre_tokenizer = pre_tokenizers.Whitespace()
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=raw, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]"
-    )
-    tokenizer.save_pretrained(path)
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=len(vocab),
-        hidden_size=16,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=32,
-        max_position_embeddings=64,
-        num_labels=2,
-        id2label={0: "clean", 1: "toxic"},
-        label2id={"clean": 0, "toxic": 1},
-    )
-    BertForSequenceClassification(config).save_pretrained(path)
-    return str(path)
-
-
 def test_classifier_filter_scores_in_batches_and_thresholds(tiny_classifier):
     from filtering.classifier import ClassifierFilter
 

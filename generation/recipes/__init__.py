@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from generation.best_of_n import wrap  # noqa: E402  (after the recipes: it imports their base module)
 from generation.recipes.attr_prompt import AttrPrompt
 from generation.recipes.augment import Augment
 from generation.recipes.back_translate import BackTranslate
@@ -51,12 +52,14 @@ def build_recipe(config: dict[str, Any]) -> Recipe:
     params = dict(config)
     name = params.pop("name", None)
     params.pop("builtin_seeds", None)  # read by source=builtin, not by the recipe
+    best_of_n = params.pop("best_of_n", None)
     if name not in RECIPES:
         raise ValueError(f"unknown recipe {name!r}; valid choices: {sorted(RECIPES)}")
     try:
-        return RECIPES[name](**params)
+        recipe = RECIPES[name](**params)
     except TypeError as exc:
         raise ValueError(f"bad parameters for recipe {name!r}: {exc}") from exc
+    return wrap(recipe, best_of_n)
 
 
 __all__ = ["RECIPES", "Recipe", "Sample", "build_recipe"]

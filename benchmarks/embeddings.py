@@ -26,15 +26,49 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-SUBJECTS = ["my laptop", "the invoice", "a sourdough starter", "the garden hose", "my passport", "the router",
-            "a tax return", "the bike chain", "my phone battery", "the kitchen sink", "a job interview",
-            "the car insurance", "a birthday party", "the thermostat", "my credit card", "a rental lease"]
+SUBJECTS = [
+    "my laptop",
+    "the invoice",
+    "a sourdough starter",
+    "the garden hose",
+    "my passport",
+    "the router",
+    "a tax return",
+    "the bike chain",
+    "my phone battery",
+    "the kitchen sink",
+    "a job interview",
+    "the car insurance",
+    "a birthday party",
+    "the thermostat",
+    "my credit card",
+    "a rental lease",
+]
 VERBS = ["fix", "renew", "clean", "cancel", "prepare for", "replace", "set up", "pay for", "store", "check"]
-CONTEXTS = ["before winter", "on a budget", "without tools", "in one afternoon", "while travelling", "for a beginner",
-            "after a move", "with a toddler around", "in a small flat", "on a weekend"]
-SYNONYMS = {"fix": "repair", "clean": "wash", "cancel": "call off", "replace": "swap out", "store": "keep",
-            "check": "inspect", "prepare for": "get ready for", "set up": "install", "renew": "extend",
-            "pay for": "cover the cost of"}
+CONTEXTS = [
+    "before winter",
+    "on a budget",
+    "without tools",
+    "in one afternoon",
+    "while travelling",
+    "for a beginner",
+    "after a move",
+    "with a toddler around",
+    "in a small flat",
+    "on a weekend",
+]
+SYNONYMS = {
+    "fix": "repair",
+    "clean": "wash",
+    "cancel": "call off",
+    "replace": "swap out",
+    "store": "keep",
+    "check": "inspect",
+    "prepare for": "get ready for",
+    "set up": "install",
+    "renew": "extend",
+    "pay for": "cover the cost of",
+}
 
 
 def corpus(docs: int, seed: int = 0) -> tuple[list[str], set[int]]:

@@ -14,15 +14,18 @@ import psutil
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
-from rayjobs.pipeline import EngineFailed, RunResult, format_summary
+from rayjobs.pipeline import EngineFailed, format_summary
 from rayjobs.redact import scrub
 
 # An absolute path: Hydra would take a relative one as a Python package here (this module is imported, not run).
 CONF = str(Path(__file__).resolve().parents[1] / "conf")
 
 
-def entry_point(config_name: str, run: Callable[..., RunResult]) -> Callable[[], None]:
-    """The console entry point running ``run(config, started=...)`` on ``conf/<config_name>.yaml`` and overrides."""
+def entry_point(
+    config_name: str, run: Callable[..., Any], describe: Callable[[Any], str] = format_summary
+) -> Callable[[], None]:
+    """The console entry point running ``run(config, started=...)`` on ``conf/<config_name>.yaml`` and overrides,
+    then printing ``describe`` of what it returned (by default a run's closing summary)."""
 
     @hydra.main(config_path=CONF, config_name=config_name, version_base="1.3")
     def _main(cfg: DictConfig) -> None:
@@ -42,6 +45,6 @@ def entry_point(config_name: str, run: Callable[..., RunResult]) -> Callable[[],
         except EngineFailed as exc:  # a server that stayed down: what failed and how to resume, no traceback
             print(f"synthray: error: {scrub(str(exc))}", file=sys.stderr)
             sys.exit(1)
-        print(format_summary(result))
+        print(describe(result))
 
     return _main

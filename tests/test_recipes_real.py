@@ -122,3 +122,43 @@ def test_score_and_log_probabilities_on_smollm2(engine_loop):
     assert answered.ok and len(answered.logprobs) == 2
     assert sum(map(len, answered.logprobs)) == answered.completion_tokens
     assert all(lp <= 0 for per_text in answered.logprobs for lp in per_text)
+
+
+def test_best_of_4_by_distinct_2_raises_the_kept_responses_distinct_2(engine_loop):
+    """Active inheritance on SmolLM2: of 4 candidates per seed, the most lexically diverse one is kept."""
+    from filtering.best_of_n import BestOfNFilter, distinct_ratio
+
+    engine, loop, _ = engine_loop
+    seeds = builtin_seeds("seed_tasks")[:8]
+
+    def kept_distinct(n: int) -> float:
+        config = make_config(
+            [
+                "recipe=template",
+                "recipe.sampling.max_tokens=64",
+                f"recipe.best_of_n.n={n}",
+                "recipe.best_of_n.objective=distinct_n",
+            ]
+        )
+        recipe = build_recipe(config["recipe"])
+
+        async def run_all():
+            return await asyncio.gather(*(recipe.run(dict(s), engine, random.Random(i)) for i, s in enumerate(seeds)))
+
+        rows = [
+            {"seed_id": str(i), "sample_index": k, "candidate_group": s.fields.get("candidate_group", 0), **s.fields}
+            for i, per_seed in enumerate(loop.run_until_complete(run_all()))
+            for k, s in enumerate(per_seed)
+            if s.error is None
+        ]
+        if n > 1:
+            verdicts = BestOfNFilter(field="response", objective="distinct_n").keep_batch(rows)
+            rows = [row for row, (keep, _) in zip(rows, verdicts, strict=True) if keep]
+        assert len(rows) == len(seeds)
+        return sum(distinct_ratio(row["response"], 2) for row in rows) / len(rows)
+
+    started = time.perf_counter()
+    single, best = kept_distinct(1), kept_distinct(4)
+    seconds = time.perf_counter() - started
+    print(f"mean distinct-2 of kept responses: n=1 {single:.3f}, best of 4 {best:.3f} ({seconds:.1f} s)")
+    assert best > single

@@ -140,3 +140,17 @@ def test_the_completion_cache_on_s3_serves_a_second_run(ray_session, s3_endpoint
         "tokens_saved": second["cache"]["tokens_saved"],
     }
     assert second["cache"]["tokens_saved"] > 0 and fs.glob("synthray-cache/completions/index/*.json")
+
+
+def test_export_from_s3_to_s3(ray_session, s3_endpoint, dry_config):
+    from rayjobs import export
+    from tests.test_export import export_config
+
+    fs = s3fs.S3FileSystem(endpoint_url=s3_endpoint, skip_instance_cache=True)
+    fs.mkdir("synthray-export")
+    source = run(dry_config("sink=s3", "sink.uri=s3://synthray-export/runs/src", "run.name=src"))
+    manifest = export.run(export_config("s3://synthray-export/runs/src", "openai_chat", "s3://synthray-export/sft"))
+    assert manifest["rows"] == source.summary["kept"] > 0
+    lines = fs.cat("synthray-export/sft/data-00000.jsonl").decode().splitlines()
+    assert len(lines) == manifest["rows"] and json.loads(lines[0])["messages"][1]["role"] == "assistant"
+    assert fs.exists("synthray-export/sft/_SUCCESS")

@@ -51,6 +51,13 @@ class CritiqueRevise:
         "judge_verdicts": pa.list_(pa.string()),
     }
     text_fields: ClassVar[tuple[str, ...]] = ("instruction", "revision")
+    # Which columns play which part in a training export (rayjobs/export.py).
+    export_map: ClassVar[dict[str, str]] = {
+        "prompt": "instruction",
+        "response": "revision",
+        "chosen": "chosen",
+        "rejected": "rejected",
+    }
     required_fields: ClassVar[tuple[str, ...]] = ("instruction",)
     balance_fields: ClassVar[tuple[str, ...]] = ("judgment",)
 

@@ -67,10 +67,10 @@ def parts_of(source: SourceRun, overrides: Mapping[str, Any] | None) -> dict[str
     for part, column in (overrides or {}).items():
         if part not in PARTS:
             raise ValueError(f"export.map.{part}: unknown part; valid choices: {list(PARTS)}")
-        if column:
-            parts[part] = str(column)
-        else:
+        if column == "":  # '' leaves the part out; null keeps the recipe's
             parts.pop(part, None)
+        elif column is not None:
+            parts[part] = str(column)
     return parts
 
 

@@ -190,7 +190,8 @@ class Recipe(Protocol):
     An optional ``balance_fields`` names label/attribute columns whose value counts run.json and the report show.
     Optional hooks: ``bind_state(state)`` (run-wide state shared by every engine actor), ``bind_corpus(rows)`` (a
     sample of the run's own source, for a once-per-run phase over the corpus) and ``async restore_state(rows)`` (a
-    resumed run's committed rows, oldest first, to rebuild run-wide state from).
+    resumed run's committed rows, oldest first, to rebuild run-wide state from). An optional ``export_map`` says
+    which column plays which part (prompt, input, response, messages, chosen, rejected) in a training export.
     """
 
     name: ClassVar[str]

@@ -127,9 +127,7 @@ def test_an_export_the_recipe_cannot_fill_names_the_formats_it_can(ray_session, 
     with pytest.raises(ValueError, match=r"cannot fill format=openai_chat.*formats it can fill: \['hf'\]"):
         export.run(export_config(out, "openai_chat", tmp_path / "x"))
     with pytest.raises(ValueError, match=r"column\(s\) \['nope'\]"):
-        export.run(
-            export_config(out, "alpaca", tmp_path / "x", "export.map.prompt=nope", "export.map.response=label")
-        )
+        export.run(export_config(out, "alpaca", tmp_path / "x", "export.map.prompt=nope", "export.map.response=label"))
     manifest = export.run(
         export_config(out, "alpaca", tmp_path / "x", "export.map.prompt=text", "export.map.response=label")
     )

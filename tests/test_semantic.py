@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pyarrow as pa
@@ -14,6 +15,7 @@ from filtering.exact_dedup import ExactDedupFilter
 from filtering.near_dedup import NearDedupFilter
 from filtering.semantic_dedup import SemanticDedupFilter
 from generation.embeddings import Encoder, embedding_column
+from rayjobs import report
 from rayjobs.pipeline import run
 from rayjobs.semantic import diversity
 from rayjobs.sink import Sink
@@ -131,6 +133,11 @@ def test_a_resumed_run_restores_the_index_and_catches_a_paraphrase_of_a_committe
     duplicates = json.loads(sink.read_text("run.json"))["quality"]["semantic"]["duplicates"]
     assert duplicates["dropped"] == {"semantic_dedup": 2}
     assert {d["kept_text"] for d in duplicates["examples"]} >= {first["p0"]}
+    # Rebuilding the report reads the figures from run.json: no encoder is built.
+    sink.remove("report.html")
+    with mock.patch.object(Encoder, "encode", side_effect=AssertionError("the rebuild embedded text")):
+        report.main([sink.uri])
+    assert "Semantic duplicates" in sink.read_text("report.html")
 
 
 def test_kept_embeddings_are_a_float32_column_and_absent_by_default(ray_session, dry_config, tmp_path):

@@ -414,8 +414,10 @@ def write_report(
         "errors": quality.reason_counts(tables["errors"], "stage", "error"),
     }
     sink.write_text("report.html", render_report(record, figures, _examples(tables), reasons))
-    sink.write_text("README.md", render_card(record))
-    return quality.headline(figures)
+    headline = quality.headline(figures)
+    # The card quotes these figures: a run's first card has no run.json figures to read them from yet.
+    sink.write_text("README.md", render_card({**record, "quality": headline}))
+    return headline
 
 
 def main(argv: list[str] | None = None) -> None:

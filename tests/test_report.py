@@ -131,7 +131,8 @@ def test_dataset_card_snippets_load_the_kept_rows(labeled_run, tmp_path, monkeyp
     monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     card = labeled_run.sink.read_text("README.md")
-    for needed in ("| model license | none", "pseudo_label", "filters (in order)", "`length` {"):
+    # The quality figures are in the run's first card, not only in one rebuilt from run.json.
+    for needed in ("| model license | none", "pseudo_label", "filters (in order)", "`length` {", "## Quality figures"):
         assert needed in card
     assert card.startswith("---\npretty_name: synthray-demo\n")
     snippets = re.findall(r"```python\n(.*?)```", card, flags=re.S)

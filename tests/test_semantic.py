@@ -116,6 +116,7 @@ def test_a_resumed_run_restores_the_index_and_catches_a_paraphrase_of_a_committe
     semantic = record["quality"]["semantic"]
     assert semantic["n"] == 5 and semantic["model"] == "builtin:minilm" and len(semantic["map"]["points"]) == 5
     assert "Semantic diversity" in sink.read_text("report.html")
+    assert "Semantic diversity (builtin:minilm, 5 rows)" in sink.read_text("README.md")
     # A crash after the commits: two segments of two vectors were written; the fifth row's vector was not.
     sink.remove("_SUCCESS")
     sink.remove("run.json")

@@ -165,7 +165,7 @@ class SemanticDedupFilter(Filter):
     """Drops a row whose embedding has cosine ≥ ``threshold`` with a row kept earlier anywhere in the run.
 
     Args:
-        threshold: cosine similarity at which two rows say the same thing (0.95: see docs/filters.md for what
+        threshold: cosine similarity at which two rows say the same thing (0.95; README's filter table has what
             all-MiniLM-L6-v2 gives paraphrases).
         fields: columns whose joined text is embedded; defaults to the recipe's text fields.
         index: ``flat`` (exact search) or ``hnsw`` (approximate, for many millions of rows).

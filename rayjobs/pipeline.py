@@ -374,11 +374,7 @@ def run(config: dict[str, Any], started: float | None = None) -> RunResult:
         specs = embed_specs(config, steps, text_fields, bool(kept_vectors))
         embed_cpus = int(config["embedding"].get("workers", 1)) * embed_resources(config["embedding"])["num_cpus"]
         check_fits(config, ray.cluster_resources().get("CPU", 0), embed_cpus if specs else 0.0)
-        encoder = Encoder(**encoder_options(config))  # loads only when the driver embeds (a pool, a resume, figures)
-        shards = start_filter_state(steps, (sink.uri, sink.storage_options), encoder.encode)
-        if committed:  # dedup and novelty state as the earlier attempts left it
-            replayed = replay_filter_state(steps, text_fields, shards, committed_rows(sink, committed), encoder.encode)
-            log.info("replayed %d committed rows into the stateful filters", replayed)
+        shards, encoder = start_filters(config, steps, text_fields, sink, committed)
         state = RunStateActor.remote(
             restored=load_artifacts(sink),
             persist=functools.partial(save_artifact, sink),
@@ -439,7 +435,7 @@ def run(config: dict[str, Any], started: float | None = None) -> RunResult:
         extra = {}
         if gold is not None:
             [extra["evaluation"]] = evaluate_run(sink, commits, config, gold)
-        finalize(sink, config, summary, recipe, artifacts=state_values, extra=extra)
+        finalize(sink, config, summary, recipe, artifacts=state_values, extra=extra, encoder=encoder)
     return RunResult(sink, summary)
 
 
@@ -499,6 +495,19 @@ def committed_rows(
                 yield sink.read_table(shard["path"])
 
 
+def start_filters(
+    config: dict[str, Any], steps: dict[str, Any], text_fields: list[str], sink: Sink, committed: list[Commit]
+) -> tuple[dict[str, list], Encoder]:
+    """The stateful steps' actors, with the state the committed rows of earlier attempts left (dedup, novelty), and
+    the run's encoder: it loads only when the driver embeds (a novelty pool, a resume, the figures)."""
+    encoder = Encoder(**encoder_options(config))
+    shards = start_filter_state(steps, (sink.uri, sink.storage_options), encoder.encode)
+    if committed:
+        replayed = replay_filter_state(steps, text_fields, shards, committed_rows(sink, committed), encoder.encode)
+        log.info("replayed %d committed rows into the stateful filters", replayed)
+    return shards, encoder
+
+
 def restore_recipe_state(recipe: Recipe, state: Any, tables: Iterable[pa.Table]) -> int:
     """Hand the committed rows, oldest first, to the recipe's ``restore_state`` against the run's state actor, before
     any engine starts; returns the rows handed over."""
@@ -556,10 +565,12 @@ def finalize(
     recipe: Recipe,
     artifacts: dict[str, Any],
     extra: dict[str, Any] | None = None,
+    encoder: Encoder | None = None,
 ) -> None:
     """artifacts/, report.html, README.md and run.json, then ``_SUCCESS`` last: its presence means the run is
     complete. Artifacts are what recipes computed once for the whole run (e.g. a label taxonomy). ``extra``: more
-    top-level run.json entries (a derived run's ``source_run`` and ``notes``)."""
+    top-level run.json entries (a derived run's ``source_run`` and ``notes``). ``encoder``: the run's, when it has
+    one already (the semantic figures then load no second copy)."""
     ArtifactStore(sink).publish()  # binary artifacts whose manifest says so, checked first
     for key, value in sorted(artifacts.items()):
         if key.startswith(ARTIFACT):
@@ -587,7 +598,7 @@ def finalize(
     }
     semantic = None
     if semantic_enabled(config):
-        encoder = Encoder(**encoder_options(config))
+        encoder = encoder or Encoder(**encoder_options(config))
         balance = run_info["balance_fields"]
 
         def semantic(tables: dict[str, pa.Table | None]) -> dict[str, Any]:

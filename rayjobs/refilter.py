@@ -21,24 +21,21 @@ from filtering.stage import (
     FILTER_SECONDS,
     build_filters,
     filter_columns,
-    replay_filter_state,
-    start_filter_state,
     step_class,
 )
-from generation.embeddings import KEPT_COLUMN, VECTOR_TYPE, Encoder
+from generation.embeddings import KEPT_COLUMN, VECTOR_TYPE
 from generation.recipes import Recipe, build_recipe
 from generation.state import RunStateActor
 from rayjobs.cli import entry_point
 from rayjobs.commit import Heartbeat, attempts, reconcile
 from rayjobs.pipeline import (
     RunResult,
-    committed_rows,
-    encoder_options,
     filter_and_write,
     finalize,
     init_ray,
     load_artifacts,
     save_artifact,
+    start_filters,
     storage_options,
 )
 from rayjobs.postpass import (
@@ -105,11 +102,7 @@ def run(config: dict[str, Any], started: float | None = None) -> RunResult:
     stats_started = started or time.time()
     with Heartbeat(sink):
         init_ray(derived["cluster"])
-        encoder = Encoder(**encoder_options(derived))  # loads only when the driver embeds (a resume, the figures)
-        shards = start_filter_state(steps, (sink.uri, sink.storage_options), encoder.encode)
-        if committed:
-            replayed = replay_filter_state(steps, text_fields, shards, committed_rows(sink, committed), encoder.encode)
-            log.info("replayed %d committed rows into the stateful filters", replayed)
+        shards, encoder = start_filters(derived, steps, text_fields, sink, committed)
         state = RunStateActor.remote(
             restored=load_artifacts(sink), persist=functools.partial(save_artifact, sink), expected_seeds=0
         )
@@ -129,7 +122,7 @@ def run(config: dict[str, Any], started: float | None = None) -> RunResult:
         if missing:
             raise RuntimeError(f"{missing} of the source's {seeds} seeds have no row; rerun the same command")
         extra = {"source_run": source_summary(source), "postpass": "refilter", "notes": notes}
-        finalize(sink, derived, summary, recipe, artifacts={}, extra=extra)
+        finalize(sink, derived, summary, recipe, artifacts={}, extra=extra, encoder=encoder)
     return RunResult(sink, summary)
 
 

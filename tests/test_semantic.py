@@ -14,7 +14,7 @@ import pytest
 from filtering.exact_dedup import ExactDedupFilter
 from filtering.near_dedup import NearDedupFilter
 from filtering.semantic_dedup import SemanticDedupFilter
-from generation.embeddings import Encoder, embedding_column
+from generation.embeddings import Encoder, embedding_column, resolve_encoder
 from rayjobs import report
 from rayjobs.pipeline import run
 from rayjobs.semantic import diversity
@@ -124,7 +124,11 @@ def test_a_resumed_run_restores_the_index_and_catches_a_paraphrase_of_a_committe
     assert len(segments) == 2
     rest = {"again-0": PAIRS["paraphrases"][0][1], "again-4": PAIRS["paraphrases"][4][1], "new": "Name a red fruit."}
     write_jsonl(seeds, [{"id": k, "instruction": v} for k, v in {**first, **rest}.items()])
-    result = run(config)
+    loads = mock.patch("generation.embeddings.resolve_encoder", wraps=resolve_encoder)
+    with loads as resolved:
+        result = run(config)
+    # The driver embedded the row after the last segment and the figures' sample with one encoder, loaded once.
+    assert resolved.call_count == 1
     assert result.summary["resumed_seeds"] == 5
     rejected = {r["seed_id"]: r["reject_reason"] for r in sink.read_kind("rejected").to_pylist()}
     kept_ids = {r["seed_id"]: r["id"] for r in sink.read_kind("data").to_pylist()}

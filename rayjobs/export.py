@@ -19,13 +19,13 @@ last; an existing export is refused unless ``export.overwrite=true``.
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import logging
 import os
-import shutil
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import pyarrow as pa
@@ -34,7 +34,7 @@ from filtering.base import as_text, is_messages
 from generation.recipes import build_recipe
 from rayjobs.cli import entry_point
 from rayjobs.commit import SUCCESS
-from rayjobs.pipeline import storage_options
+from rayjobs.pipeline import committed_rows, storage_options
 from rayjobs.postpass import SourceRun, open_source
 from rayjobs.sink import Sink
 
@@ -166,14 +166,6 @@ def record(fmt: str, row: Mapping[str, Any], parts: Mapping[str, str], options: 
     return {"prompt": prompt, "chosen": as_text(chosen), "rejected": as_text(rejected)}
 
 
-def data_tables(source: SourceRun) -> Iterator[pa.Table]:
-    """The run's data/ shards in commit order (orphans of crashed attempts are never read)."""
-    for commit in source.commits:
-        for shard in commit.shards:
-            if shard["kind"] == "data":
-                yield source.sink.read_table(shard["path"])
-
-
 def open_destination(config: Mapping[str, Any]) -> Sink:
     dest = config.get("dest")
     if not dest or dest == "???":
@@ -185,12 +177,14 @@ def open_destination(config: Mapping[str, Any]) -> Sink:
             raise ValueError(f"dest {dest} holds files that are not a synthray export: choose an empty folder")
         if not config["export"].get("overwrite"):
             raise ValueError(f"dest {dest} already holds an export: set export.overwrite=true to replace it")
-        sink._retrying(lambda: sink.fs.rm(sink.root, recursive=True))
+        sink.remove("", recursive=True)
     return sink
 
 
-def write_jsonl(source: SourceRun, sink: Sink, fmt: str, parts: Mapping[str, str], options: Mapping[str, Any]) -> dict:
-    """Export every data/ row as JSONL files of ROWS_PER_FILE lines; returns the counts."""
+def write_jsonl(
+    tables: Iterable[pa.Table], sink: Sink, fmt: str, parts: Mapping[str, str], options: Mapping[str, Any]
+) -> dict:
+    """Export every row of ``tables`` as JSONL files of ROWS_PER_FILE lines; returns the counts."""
     written = skipped = files = 0
     buffer = io.StringIO()
     lines = 0
@@ -202,7 +196,7 @@ def write_jsonl(source: SourceRun, sink: Sink, fmt: str, parts: Mapping[str, str
             files += 1
         buffer, lines = io.StringIO(), 0
 
-    for table in data_tables(source):
+    for table in tables:
         for row in table.to_pylist():
             line = record(fmt, row, parts, options)
             if line is None:
@@ -218,11 +212,11 @@ def write_jsonl(source: SourceRun, sink: Sink, fmt: str, parts: Mapping[str, str
     return {"rows": written, "skipped": skipped, "files": files}
 
 
-def write_hf(source: SourceRun, sink: Sink) -> dict:
-    """A ``datasets`` folder (save_to_disk) of every data/ column, and the run's card as README.md."""
+def write_hf(tables: Iterable[pa.Table], source: SourceRun, sink: Sink) -> dict:
+    """A ``datasets`` folder (save_to_disk) of every column of ``tables``, and the run's card as README.md."""
     import datasets
 
-    tables = list(data_tables(source))
+    tables = list(tables)
     if not tables:
         raise ValueError(f"src.uri {source.sink.uri} has no kept rows to export")
     dataset = datasets.Dataset(pa.concat_tables(tables, promote_options="default"))
@@ -236,7 +230,6 @@ def write_hf(source: SourceRun, sink: Sink) -> dict:
                 path = os.path.join(root, name)
                 with open(path, "rb") as handle:
                     sink.write_bytes(os.path.relpath(path, staging).replace(os.sep, "/"), handle.read())
-        shutil.rmtree(staging, ignore_errors=True)
     return {"rows": dataset.num_rows, "skipped": 0, "files": 1}
 
 
@@ -246,10 +239,14 @@ def run(config: dict[str, Any], started: float | None = None) -> dict[str, Any]:
     source = open_source(config["src"], storage_options({**config["src"], "uri": config["src"].get("uri")}))
     fmt, options = str(config.get("format")), dict(config.get("export") or {})
     parts = parts_of(source, options.get("map"))
-    columns = sorted({name for table in _first(source) for name in table.column_names})
-    check_format(fmt, parts, source.config["recipe"]["name"], columns)
+    # The run's data/ shards in commit order (orphans of crashed attempts are never read); the first one's columns are
+    # every shard's (one row schema per run).
+    tables = committed_rows(source.sink, source.commits, kinds=("data",))
+    first = next(tables, None)
+    check_format(fmt, parts, source.config["recipe"]["name"], sorted(first.column_names) if first else [])
     sink = open_destination(config)
-    counts = write_hf(source, sink) if fmt == "hf" else write_jsonl(source, sink, fmt, parts, options)
+    tables = itertools.chain([first] if first else [], tables)
+    counts = write_hf(tables, source, sink) if fmt == "hf" else write_jsonl(tables, sink, fmt, parts, options)
     manifest = {
         "format": fmt,
         "source": source.sink.uri,
@@ -268,13 +265,6 @@ def export_line(manifest: Mapping[str, Any]) -> str:
         f"synthray export: {manifest['rows']:,} rows as {manifest['format']} → {manifest['dest']} "
         f"({manifest['skipped']:,} rows could not fill it; {manifest['seconds']:.1f} s)"
     )
-
-
-def _first(source: SourceRun) -> list[pa.Table]:
-    """The first data/ shard (its columns are every shard's)."""
-    for table in data_tables(source):
-        return [table]
-    return []
 
 
 main = entry_point("export", run, export_line)

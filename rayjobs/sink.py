@@ -127,10 +127,13 @@ class Sink:
             if p.endswith(suffix) and not posixpath.basename(p).startswith(("_", "."))
         )
 
-    def remove(self, name: str) -> None:
+    def remove(self, name: str, recursive: bool = False) -> None:
+        """Remove ``name`` (a folder and all it holds with ``recursive``; "" is the sink's own folder); a missing
+        one is no error."""
+
         def rm() -> None:
             with contextlib.suppress(FileNotFoundError):
-                self.fs.rm(self.path(name))
+                self.fs.rm(self.path(name) if name else self.root, recursive=recursive)
 
         self._retrying(rm)
 
@@ -154,7 +157,7 @@ class Sink:
         """Remove earlier outputs: the directories and top-level files synthray owns, and its bookkeeping."""
         for name in (*OUTPUT_DIRS, *TOP_FILES, BOOKKEEPING):
             if self.exists(name):
-                self._retrying(lambda name=name: self.fs.rm(self.path(name), recursive=True))
+                self.remove(name, recursive=True)
 
 
 # What S3 servers and clients say when the store is down, restarting or overloaded (5xx, refused connections).

@@ -27,6 +27,13 @@ def distinct_ratio(text: str, n: int) -> float:
     return len(set(grams)) / len(grams) if grams else 0.0
 
 
+def objective_weights(objective: str | Mapping[str, float]) -> dict[str, float]:
+    """objective → weight: one named objective weighs 1."""
+    if isinstance(objective, str):
+        return {objective: 1.0}
+    return {str(k): float(v) for k, v in objective.items()}
+
+
 class BestOfNFilter(Filter):
     """Args:
     objective: an objective name, or objective → weight (each scaled to [0, 1] within the group, then summed).
@@ -57,7 +64,7 @@ class BestOfNFilter(Filter):
     ) -> None:
         super().__init__([field])
         self.field = field
-        self.weights = {objective: 1.0} if isinstance(objective, str) else {k: float(v) for k, v in objective.items()}
+        self.weights = objective_weights(objective)
         self.length_target, self.distinct, self.pairs = length_target, int(distinct), bool(pairs)
         self.sign = 1.0 if classifier == "max" else -1.0
 

@@ -21,6 +21,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from filtering.best_of_n import objective_weights
 from generation.recipes.base import EngineClient, Recipe, Sample, StepFailed, render, role, user
 
 OBJECTIVES = ("length", "distinct_n", "classifier", "judge")
@@ -71,10 +72,7 @@ class Selection:
 
     @property
     def weights(self) -> dict[str, float]:
-        """objective → weight (one objective: weight 1)."""
-        if isinstance(self.objective, str):
-            return {self.objective: 1.0}
-        return {str(k): float(v) for k, v in self.objective.items()}
+        return objective_weights(self.objective)
 
 
 def parse_selection(config: Mapping[str, Any] | None) -> Selection | None:
@@ -102,8 +100,7 @@ class BestOfN:
 
     def __init__(self, recipe: Recipe, selection: Selection) -> None:
         self.inner, self.selection = recipe, selection
-        self.name = recipe.name
-        text = [f for f in recipe.text_fields]
+        text = list(recipe.text_fields)
         field = selection.field or text[-1]
         if field not in recipe.columns:
             raise ValueError(
@@ -121,10 +118,9 @@ class BestOfN:
                 "export those (format=dpo) instead"
             )
         self.columns = {**recipe.columns, **extra}
-        self.text_fields = recipe.text_fields
 
     def __getattr__(self, name: str) -> Any:
-        # Everything else (required_fields, balance_fields, the corpus and state hooks, run figures) is the recipe's.
+        # Everything else (name, text_fields, balance_fields, the corpus and state hooks, run figures) is the recipe's.
         if name == "inner":
             raise AttributeError(name)
         return getattr(self.inner, name)

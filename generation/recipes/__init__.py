@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from generation.best_of_n import wrap  # noqa: E402  (after the recipes: it imports their base module)
+from generation.best_of_n import wrap
 from generation.recipes.attr_prompt import AttrPrompt
 from generation.recipes.augment import Augment
 from generation.recipes.back_translate import BackTranslate

@@ -37,7 +37,6 @@ class Augment:
         "response": pa.string(),
     }
     text_fields: ClassVar[tuple[str, ...]] = ("instruction", "response")
-    # Which columns play which part in a training export (rayjobs/export.py).
     export_map: ClassVar[dict[str, str]] = {"prompt": "instruction", "response": "response"}
     balance_fields: ClassVar[tuple[str, ...]] = ("strategy",)
     required_fields: ClassVar[tuple[str, ...]] = ("instruction", "output")

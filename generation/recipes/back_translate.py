@@ -50,7 +50,6 @@ class BackTranslate:
         "forward_answer": pa.string(),
     }
     text_fields: ClassVar[tuple[str, ...]] = ("instruction", "response")
-    # Which columns play which part in a training export (rayjobs/export.py).
     export_map: ClassVar[dict[str, str]] = {"prompt": "instruction", "response": "response"}
     required_fields: ClassVar[tuple[str, ...]] = ("output",)
     balance_fields: ClassVar[tuple[str, ...]] = ("verified_by",)

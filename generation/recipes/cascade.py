@@ -65,7 +65,6 @@ class Cascade:
         "correct": pa.bool_(),
     }
     text_fields: ClassVar[tuple[str, ...]] = ("answer",)
-    # Which columns play which part in a training export (rayjobs/export.py).
     export_map: ClassVar[dict[str, str]] = {"prompt": "instruction", "response": "answer"}
     required_fields: ClassVar[tuple[str, ...]] = ("instruction",)
     balance_fields: ClassVar[tuple[str, ...]] = ("answered_by",)

@@ -51,7 +51,6 @@ class CritiqueRevise:
         "judge_verdicts": pa.list_(pa.string()),
     }
     text_fields: ClassVar[tuple[str, ...]] = ("instruction", "revision")
-    # Which columns play which part in a training export (rayjobs/export.py).
     export_map: ClassVar[dict[str, str]] = {
         "prompt": "instruction",
         "response": "revision",

@@ -83,7 +83,6 @@ class Dialogue:
     }
     # Filters and quality figures read the conversation (its turns' contents joined by newlines), not its topic.
     text_fields: ClassVar[tuple[str, ...]] = ("messages",)
-    # Which columns play which part in a training export (rayjobs/export.py).
     export_map: ClassVar[dict[str, str]] = {"messages": "messages"}
     required_fields: ClassVar[tuple[str, ...]] = ("topic",)
 

@@ -81,7 +81,6 @@ class DocQA:
         "supported": pa.bool_(),
     }
     text_fields: ClassVar[tuple[str, ...]] = ("question", "answer")
-    # Which columns play which part in a training export (rayjobs/export.py).
     export_map: ClassVar[dict[str, str]] = {"prompt": "question", "input": "chunk", "response": "answer"}
     required_fields: ClassVar[tuple[str, ...]] = ("text",)
 

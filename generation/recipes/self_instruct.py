@@ -100,7 +100,6 @@ class SelfInstruct:
         "context_ids": pa.list_(pa.string()),
     }
     text_fields: ClassVar[tuple[str, ...]] = ("instruction", "response")
-    # Which columns play which part in a training export (rayjobs/export.py).
     export_map: ClassVar[dict[str, str]] = {"prompt": "instruction", "response": "response"}
 
     def __init__(

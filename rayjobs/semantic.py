@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from filtering.base import as_text
 from filtering.stage import build_filters
@@ -100,30 +101,28 @@ def duplicates(
     funnel = {f["step"]: f for f in summary.get("filters") or []}
     found = {step: int(funnel.get(step, {}).get("dropped", 0)) for step in steps}
     rejected = tables.get("rejected")
-    examples = []
-    if rejected is not None and rejected.num_rows and steps:
-        known = {}
-        for table in tables.values():
-            if table is not None and table.num_rows:
-                for row in table.select(["id", *[f for f in fields if f in table.column_names]]).to_pylist():
-                    known[row["id"]] = texts_of([row], fields)[0]
-        for row in rejected.to_pylist():
-            if row.get("rejected_by") not in steps:
-                continue
-            reason = str(row.get("reject_reason") or "")
-            kept_id = reason.rpartition(" to ")[2]
-            examples.append(
-                {
-                    "step": row["rejected_by"],
-                    "id": row["id"],
-                    "text": texts_of([row], fields)[0][:300],
-                    "kept_id": kept_id,
-                    "kept_text": (known.get(kept_id) or "")[:300] or None,
-                    "reason": reason,
-                }
-            )
-            if len(examples) == EXAMPLES:
-                break
+    if rejected is None or not rejected.num_rows or not steps:
+        return {"dropped": found, "examples": []}
+    dropped = rejected.filter(pc.is_in(rejected["rejected_by"], pa.array(list(steps), pa.string())))
+    pairs = [(str(row.get("reject_reason") or "").rpartition(" to ")[2], row) for row in dropped[:EXAMPLES].to_pylist()]
+    # The text of each kept row a drop names, where the report's read of the run has it (else none is shown).
+    known = {}
+    for table in tables.values():
+        if table is not None and table.num_rows:
+            named = table.filter(pc.is_in(table["id"], pa.array([kept_id for kept_id, _ in pairs], pa.string())))
+            for row in named.select(["id", *[f for f in fields if f in table.column_names]]).to_pylist():
+                known[row["id"]] = texts_of([row], fields)[0]
+    examples = [
+        {
+            "step": row["rejected_by"],
+            "id": row["id"],
+            "text": texts_of([row], fields)[0][:300],
+            "kept_id": kept_id,
+            "kept_text": (known.get(kept_id) or "")[:300] or None,
+            "reason": str(row.get("reject_reason") or ""),
+        }
+        for kept_id, row in pairs
+    ]
     return {"dropped": found, "examples": examples}
 
 

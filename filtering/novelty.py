@@ -83,7 +83,7 @@ class NoveltyFilter(Filter):
             return [NoveltyIndex.remote(threshold, bands, rows, list(pool))]
         if pool and encode is None:
             raise RuntimeError("novelty with measure=embedding and a pool needs the encoder to embed the pool")
-        start = ([f"pool:{i}" for i in range(len(pool))], encode(list(pool))) if pool and encode else None
+        start = ([f"pool:{i}" for i in range(len(pool))], encode(list(pool))) if pool else None
         return [SemanticIndex.remote(float(threshold), "flat", sink, f"embeddings-{step}", 1024, start)]
 
     def bind_fields(self, default_fields: Any) -> None:
